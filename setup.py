@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""Build and install ``person_search`` and its compiled extension ``person_search._C``.
+
+The extension holds RoIAlign and the multi-granularity occlusion op (C++ for CPU,
+CUDA for GPU). CUDA sources are compiled when a CUDA device is visible or when
+``FORCE_CUDA=1`` is set (CI does this so that the CUDA code is proven to compile and
+link on machines without a GPU). ``setup.py`` imports torch, so install with
+``pip install -e . --no-build-isolation`` into an environment that already has torch.
+"""
+
+import glob
+import os
+
+import torch
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join("person_search", "layers", "csrc")
+
+
+def _want_cuda() -> bool:
+    if os.environ.get("FORCE_CUDA", "0") == "1":
+        if CUDA_HOME is None:
+            raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit (nvcc) was found; set CUDA_HOME.")
+        return True
+    return torch.cuda.is_available() and CUDA_HOME is not None
+
+
+def get_extensions():
+    cpp_sources = sorted(glob.glob(os.path.join(CSRC, "**", "*.cpp"), recursive=True))
+    cuda_sources = sorted(glob.glob(os.path.join(CSRC, "**", "*.cu"), recursive=True))
+    if not cpp_sources:
+        raise RuntimeError(f"no C++ sources found under {CSRC}")
+    define_macros = []
+    extra_compile_args = {"cxx": ["-O3", "-std=c++17"]}
+    extension = CppExtension
+    sources = cpp_sources
+    if _want_cuda():
+        extension = CUDAExtension
+        sources = cpp_sources + cuda_sources
+        define_macros.append(("WITH_CUDA", None))
+        extra_compile_args["nvcc"] = ["-O3", "-std=c++17", "--expt-relaxed-constexpr"]
+        if not torch.cuda.is_available() and "TORCH_CUDA_ARCH_LIST" not in os.environ:
+            # No device to query: build for Ampere and Hopper (A100, H100/H200).
+            os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
+    return [
+        extension(
+            "person_search._C",
+            sources,
+            include_dirs=[os.path.join(HERE, CSRC)],
+            define_macros=define_macros,
+            extra_compile_args=extra_compile_args,
+        )
+    ]
+
+
+setup(
+    name="person_search",
+    version="0.1.0",
+    description="Person search and occluded person re-identification on Detectron2",
+    packages=find_packages(include=["person_search", "person_search.*"]),
+    package_data={"person_search": ["layers/csrc/**/*"]},
+    python_requires=">=3.10",
+    ext_modules=get_extensions(),
+    cmdclass={"build_ext": BuildExtension},
+    zip_safe=False,
+)
