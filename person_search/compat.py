@@ -113,6 +113,32 @@ def _install_c_stub() -> None:
     sys.modules["detectron2._C"] = stub
     detectron2._C = stub
     _applied.append("detectron2._C stand-in (compiled ops missing)")
+    _register_missing_torch_op()
+
+
+_torch_op_library = None  # keeps the torch.library registration alive
+
+
+def _register_missing_torch_op() -> None:
+    """Define ``torch.ops.detectron2.nms_rotated`` (used by ``layers.nms_rotated``) to raise."""
+    global _torch_op_library
+    import torch
+
+    try:
+        torch.ops.detectron2.nms_rotated  # noqa: B018  (probe: the real op is registered)
+        return
+    except (AttributeError, RuntimeError):
+        pass
+    raise_missing = _missing_op("nms_rotated")
+    lib = torch.library.Library("detectron2", "DEF")
+    lib.define("nms_rotated(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor")
+
+    def nms_rotated(boxes, scores, iou_threshold):
+        raise_missing()
+
+    lib.impl("nms_rotated", nms_rotated, "CompositeExplicitAutograd")
+    _torch_op_library = lib
+    _applied.append("torch.ops.detectron2.nms_rotated stand-in")
 
 
 def _fix_pillow() -> None:
