@@ -18,10 +18,11 @@ CSRC := $(shell find person_search/layers/csrc -type f 2>/dev/null)
 
 install: $(VENV)/.stamp-ext
 
-$(VENV)/.stamp-base:
+$(VENV)/.stamp-base: requirements.txt tools/install_detectron2.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet "pip<26" "setuptools<80" wheel
-	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
+	# torch 2.14 asks for setuptools>=77.0.3: keep it below 80 in the same resolve.
+	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1 "setuptools>=77.0.3,<80"
 	bash tools/install_detectron2.sh $(PY)
 	$(PIP) install --quiet -r requirements.txt
 	touch $@

@@ -10,10 +10,44 @@ link on machines without a GPU). ``setup.py`` imports torch, so install with
 
 import glob
 import os
+import shutil
 
 import torch
 from setuptools import find_packages, setup
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+
+def _has_cuda_toolkit(root: str) -> bool:
+    libs = [os.path.join(root, d, "libcudart.so") for d in ("lib64", "lib")]
+    return os.path.isfile(os.path.join(root, "bin", "nvcc")) and any(map(os.path.isfile, libs))
+
+
+def _locate_cuda_home() -> None:
+    """Point ``CUDA_HOME`` at a real toolkit when torch would guess a wrong one.
+
+    torch derives ``CUDA_HOME`` from the ``nvcc`` on PATH (its grandparent folder). When that
+    ``nvcc`` is a wrapper script (e.g. ``/usr/local/bin/nvcc`` calling
+    ``/usr/local/cuda-13.0/bin/nvcc``), the guess is ``/usr/local`` and linking fails with
+    ``cannot find -lcudart``. A user's ``CUDA_HOME``/``CUDA_PATH`` is always respected.
+    """
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    nvcc = shutil.which("nvcc")
+    guess = os.path.dirname(os.path.dirname(os.path.realpath(nvcc))) if nvcc else None
+    if guess and _has_cuda_toolkit(guess):
+        return
+    for root in ("/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)):
+        if _has_cuda_toolkit(root):
+            os.environ["CUDA_HOME"] = root
+            return
+
+
+_locate_cuda_home()
+from torch.utils.cpp_extension import (  # noqa: E402  (reads CUDA_HOME at import)
+    CUDA_HOME,
+    BuildExtension,
+    CppExtension,
+    CUDAExtension,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("person_search", "layers", "csrc")
@@ -33,14 +67,14 @@ def get_extensions():
     if not cpp_sources:
         raise RuntimeError(f"no C++ sources found under {CSRC}")
     define_macros = []
-    extra_compile_args = {"cxx": ["-O3", "-std=c++17"]}
+    extra_compile_args = {"cxx": ["-O3", "-std=c++20"]}
     extension = CppExtension
     sources = cpp_sources
     if _want_cuda():
         extension = CUDAExtension
         sources = cpp_sources + cuda_sources
         define_macros.append(("WITH_CUDA", None))
-        extra_compile_args["nvcc"] = ["-O3", "-std=c++17", "--expt-relaxed-constexpr"]
+        extra_compile_args["nvcc"] = ["-O3", "-std=c++20", "--expt-relaxed-constexpr"]
         if not torch.cuda.is_available() and "TORCH_CUDA_ARCH_LIST" not in os.environ:
             # No device to query: build for Ampere and Hopper (A100, H100/H200).
             os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"

@@ -8,3 +8,8 @@ def add_data_config(cfg: CN) -> None:
 
     One comment per key: what it is, its unit, the paper\'s value.
     """
+    # Name in person_search.data.build.MAPPER_REGISTRY of the mapper turning person-search
+    # dataset dicts into model inputs (train: resize + flip, keeps gt_pids; test: resize, and the
+    # query box for query dicts). Sizes come from Detectron2's INPUT.MIN_SIZE_* / MAX_SIZE_*
+    # (the papers: shorter side 900, longer side <= 1500).
+    cfg.INPUT.PERSON_SEARCH_MAPPER = "PersonSearchDatasetMapper"

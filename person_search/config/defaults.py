@@ -3,6 +3,7 @@
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _d2_get_cfg
 
+from .baselines_config import add_baselines_config
 from .data_config import add_data_config
 from .eval_config import add_eval_config
 from .layers_config import add_layers_config
@@ -24,6 +25,7 @@ def add_person_search_config(cfg: CN) -> CN:
     add_data_config(cfg)
     add_eval_config(cfg)
     add_model_config(cfg)
+    add_baselines_config(cfg)
     add_reid_data_config(cfg)
     add_reid_model_config(cfg)
     return cfg

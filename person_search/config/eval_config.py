@@ -8,3 +8,21 @@ def add_eval_config(cfg: CN) -> None:
 
     One comment per key: what it is, its unit, the paper\'s value.
     """
+    # Person-search evaluation (PersonSearchEvaluator; CUHK-SYSU / PRW protocols).
+    cfg.TEST.PERSON_SEARCH = CN()
+    # Detection score threshold (score >= it) for the search and detection metrics, in [0, 1].
+    # 0.5 as SeqNet/OIM; some papers use 0.2-0.3. Printed with the results. Every detection the
+    # model outputs is stored, so a saved results file can be re-evaluated at other thresholds.
+    cfg.TEST.PERSON_SEARCH.DET_THRESH = 0.5
+    # Protocol variants to evaluate, e.g. ["gallery_100"] (CUHK-SYSU) or ["all", "cross_camera"]
+    # (PRW); empty = every variant the dataset's search protocol defines.
+    cfg.TEST.PERSON_SEARCH.VARIANTS = []
+    # Write OUTPUT_DIR/inference/search_results.pth (all detections, embeddings, protocol) so that
+    # tools/evaluate_saved.py can re-evaluate without the model.
+    cfg.TEST.PERSON_SEARCH.SAVE_RESULTS = True
+    # Context bipartite graph matching re-ranking (SeqNet, AAAI 2021), off in the papers' main
+    # tables. SeqNet's values: K1=10, K2=3 on CUHK-SYSU; K1=30, K2=4 on PRW.
+    cfg.TEST.PERSON_SEARCH.CBGM = CN()
+    cfg.TEST.PERSON_SEARCH.CBGM.ENABLED = False  # apply CBGM before ranking
+    cfg.TEST.PERSON_SEARCH.CBGM.K1 = 10  # gallery images re-ranked per query (by best similarity)
+    cfg.TEST.PERSON_SEARCH.CBGM.K2 = 3  # context persons of the query image, query box included

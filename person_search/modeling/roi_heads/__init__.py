@@ -1,0 +1,5 @@
+from . import (
+    hoim_roi_heads,  # noqa: F401  (registers HOIMROIHeads)
+    oim_roi_heads,  # noqa: F401  (registers OIMROIHeads)
+    seqnet_roi_heads,  # noqa: F401  (registers SeqNetROIHeads: SeqNet / SeqNeXt)
+)

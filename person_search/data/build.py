@@ -1,0 +1,116 @@
+"""Data loaders for person search (scene images), wrapping Detectron2's loader builders.
+
+``MAPPER_REGISTRY`` holds the dataset mappers a config can select with
+``INPUT.PERSON_SEARCH_MAPPER``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.build import build_detection_test_loader, build_detection_train_loader
+from detectron2.data.samplers import TrainingSampler
+from detectron2.utils.registry import Registry
+
+__all__ = [
+    "MAPPER_REGISTRY",
+    "build_person_search_mapper",
+    "build_person_search_test_loader",
+    "build_person_search_train_loader",
+    "get_person_search_train_dicts",
+]
+
+logger = logging.getLogger(__name__)
+
+MAPPER_REGISTRY = Registry("PERSON_SEARCH_MAPPER")
+MAPPER_REGISTRY.__doc__ = """
+Registry for person-search dataset mappers: a callable turning one dataset dict into the model's
+input dict. The registered object is called with ``obj(cfg, is_train)``.
+"""
+
+
+def build_person_search_mapper(cfg: CfgNode, is_train: bool):
+    """The mapper named by ``cfg.INPUT.PERSON_SEARCH_MAPPER``, built with ``(cfg, is_train)``."""
+    name = cfg.INPUT.PERSON_SEARCH_MAPPER
+    try:
+        mapper_cls = MAPPER_REGISTRY.get(name)
+    except KeyError as e:
+        known = sorted(name for name, _ in MAPPER_REGISTRY)
+        raise KeyError(
+            f"INPUT.PERSON_SEARCH_MAPPER={name!r} is not a registered mapper (known: {known})"
+        ) from e
+    return mapper_cls(cfg, is_train)
+
+
+def get_person_search_train_dicts(names: list[str] | tuple[str, ...]) -> tuple[list[dict], int]:
+    """Load and concatenate training datasets; drop images without any box.
+
+    Images whose persons are all unlabelled (``person_id`` -1) are kept: they still train the
+    detector and serve as negatives. With several datasets, labelled ``person_id`` of the k-th
+    dataset are offset by the identity counts of the datasets before it.
+
+    Returns:
+        the dataset dicts and the total number of labelled identities.
+    """
+    if not names:
+        raise ValueError("DATASETS.TRAIN is empty: no person-search training dataset given")
+    all_dicts: list[dict] = []
+    offset = 0
+    for name in names:
+        dicts = DatasetCatalog.get(name)
+        meta = MetadataCatalog.get(name)
+        if not hasattr(meta, "num_person_ids"):
+            raise ValueError(
+                f"dataset {name!r} has no metadata 'num_person_ids': it is not a person-search "
+                "training set"
+            )
+        if offset:
+            dicts = copy.deepcopy(dicts)
+            for record in dicts:
+                for anno in record.get("annotations", ()):
+                    if anno["person_id"] >= 0:
+                        anno["person_id"] += offset
+        kept = [d for d in dicts if d.get("annotations")]
+        if len(kept) < len(dicts):
+            logger.info("%s: dropped %d images without boxes", name, len(dicts) - len(kept))
+        all_dicts.extend(kept)
+        offset += int(meta.num_person_ids)
+    if not all_dicts:
+        raise ValueError(f"datasets {list(names)} hold no image with a box")
+    return all_dicts, offset
+
+
+def build_person_search_train_loader(cfg: CfgNode):
+    """Infinite training loader over ``cfg.DATASETS.TRAIN``, batches of
+    ``SOLVER.IMS_PER_BATCH`` mapped dicts (see :func:`get_person_search_train_dicts`)."""
+    dicts, num_ids = get_person_search_train_dicts(cfg.DATASETS.TRAIN)
+    logger.info("person-search train set: %d images, %d identities", len(dicts), num_ids)
+    sampler_name = cfg.DATALOADER.SAMPLER_TRAIN
+    if sampler_name != "TrainingSampler":
+        raise ValueError(
+            f"DATALOADER.SAMPLER_TRAIN={sampler_name!r}: person-search training supports only "
+            "'TrainingSampler'"
+        )
+    return build_detection_train_loader(
+        dicts,
+        mapper=build_person_search_mapper(cfg, True),
+        sampler=TrainingSampler(len(dicts)),
+        total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+        aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )
+
+
+def build_person_search_test_loader(cfg: CfgNode, dataset_name: str):
+    """Loader (batch size 1, each item once) over a person-search test dataset: its gallery
+    images then its queries. Loading it sets ``MetadataCatalog.get(dataset_name)
+    .search_protocol``."""
+    dicts = DatasetCatalog.get(dataset_name)
+    return build_detection_test_loader(
+        dicts,
+        mapper=build_person_search_mapper(cfg, False),
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )

@@ -1,0 +1,292 @@
+"""PRW (Person Re-identification in the Wild), read from its original annotation files.
+
+Zheng, Zhang, Sun, Chandraker, Yang, Tian: "Person Re-identification in the Wild", CVPR 2017.
+https://github.com/liangzheng06/PRW-baseline
+
+Layout under ``root``::
+
+    frames/c<cam>s<seq>_<frame>.jpg           11,816 frames from 6 cameras
+    annotations/<frame>.jpg.mat               rows [id, x, y, w, h] in variable ``box_new``
+                                              (some files: ``anno_file`` / ``anno_previous``);
+                                              id -2 = unlabelled person
+    frame_train.mat    img_index_train        5,704 frame names (no extension)
+    frame_test.mat     img_index_test         6,112 frame names
+    query_info.txt                            2,057 lines "pid x y w h frame_name" (CRLF or LF)
+
+Sizes asserted with ``strict_sizes`` (the real dataset): train 5,704 frames / 18,048 boxes /
+483 identities, test 6,112 frames / 25,062 boxes, 2,057 queries.
+
+Boxes are x, y, w, h: converted once to ``XYXY_ABS`` with x2 = x + w, then negative coordinates
+(a few in the real files) are clipped to 0; boxes left without area are dropped. Train
+``person_id``: the original ids sorted and relabelled to 0..N-1 (N from the data: 483 real ids,
+1..478, 480..483 and 932); unlabelled -1. Test ``person_id``: the original id (-1 unlabelled).
+Camera id: the number after ``c`` in the frame name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+from detectron2.structures import BoxMode
+
+from ..search_protocol import QueryGalleries, SearchProtocol, SearchQuery
+from .matfile import AnnotationError, image_size, load_mat, to_strings, xywh_to_xyxy
+
+__all__ = ["PRW_BOX_VARIABLES", "PRW_SIZES", "load_prw_test", "load_prw_train", "prw_camera_id"]
+
+# Sizes of the real dataset, asserted when strict_sizes=True.
+PRW_SIZES = {
+    "train_frames": 5704,
+    "train_boxes": 18048,
+    "train_ids": 483,
+    "test_frames": 6112,
+    "test_boxes": 25062,
+    "queries": 2057,
+}
+# Names the per-frame box matrix goes by, in the order they are tried.
+PRW_BOX_VARIABLES: tuple[str, ...] = ("box_new", "anno_file", "anno_previous")
+# PRW's id for a person without identity label; mapped to our -1.
+_PRW_UNLABELLED = -2
+_UNLABELLED = -1
+_FRAME_NAME = re.compile(r"^c(\d+)s\d+_\d+$")
+_BOX_COLUMNS = 5  # id, x, y, w, h
+_QUERY_FIELDS = 6  # pid, x, y, w, h, frame name
+_SPLITS = {
+    "train": ("frame_train.mat", "img_index_train"),
+    "test": ("frame_test.mat", "img_index_test"),
+}
+
+
+def prw_camera_id(frame_name: str) -> int:
+    """Camera of a PRW frame: ``"c3s2_012345"`` (with or without ``.jpg``) -> 3."""
+    stem = frame_name[: -len(".jpg")] if frame_name.endswith(".jpg") else frame_name
+    match = _FRAME_NAME.match(stem)
+    if match is None:
+        raise AnnotationError(f"PRW frame name {frame_name!r} is not of the form c<cam>s<seq>_<n>")
+    return int(match.group(1))
+
+
+def _check_size(strict: bool, what: str, got: int) -> None:
+    if strict and got != PRW_SIZES[what]:
+        raise AnnotationError(
+            f"PRW: expected {PRW_SIZES[what]} {what}, found {got} "
+            "(incomplete or modified dataset; the toy dataset loads with strict_sizes=False)"
+        )
+
+
+def _read_frame_list(root: str, split: str) -> list[str]:
+    """Frame image ids (``c1s1_000151.jpg``) of a split, in file order."""
+    file_name, variable = _SPLITS[split]
+    path = os.path.join(root, file_name)
+    names = to_strings(load_mat(path, [variable])[variable], f"{path}: {variable}")
+    image_ids = [name if name.endswith(".jpg") else name + ".jpg" for name in names]
+    if len(set(image_ids)) != len(image_ids):
+        raise AnnotationError(f"{path}: {variable} lists a frame twice")
+    return image_ids
+
+
+def read_prw_boxes(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read one ``annotations/<frame>.jpg.mat``.
+
+    Returns:
+        ids: (N,) int64 original ids, -1 for unlabelled (PRW's -2).
+        boxes: (N, 4) float64 ``XYXY_ABS``, negatives clipped to 0, boxes without area dropped.
+    """
+    data = load_mat(path, PRW_BOX_VARIABLES, any_of=True)
+    variable = next(name for name in PRW_BOX_VARIABLES if name in data)
+    rows = np.asarray(data[variable])
+    if rows.size == 0:
+        return np.zeros((0,), dtype=np.int64), np.zeros((0, 4), dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != _BOX_COLUMNS or rows.dtype.kind not in "iuf":
+        raise AnnotationError(
+            f"{path}: {variable} must be an (N, 5) numeric matrix [id, x, y, w, h], "
+            f"got shape {rows.shape} dtype {rows.dtype}"
+        )
+    rows = rows.astype(np.float64)
+    ids = rows[:, 0].astype(np.int64)
+    if not np.array_equal(ids, rows[:, 0]) or np.any((ids < 0) & (ids != _PRW_UNLABELLED)):
+        raise AnnotationError(
+            f"{path}: {variable} ids must be integers >= 0 or {_PRW_UNLABELLED}, "
+            f"got {sorted(set(rows[:, 0].tolist()))}"
+        )
+    ids[ids == _PRW_UNLABELLED] = _UNLABELLED
+    boxes = np.clip(xywh_to_xyxy(rows[:, 1:]), 0.0, None)
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return ids[keep], boxes[keep]
+
+
+def _load_frames(root: str, split: str) -> tuple[list[dict], list[np.ndarray]]:
+    """Dataset dicts (without annotations) and original ids per frame; boxes in the dicts."""
+    dicts, ids_per_frame = [], []
+    for image_id in _read_frame_list(root, split):
+        file_name = os.path.join(root, "frames", image_id)
+        ids, boxes = read_prw_boxes(os.path.join(root, "annotations", image_id + ".mat"))
+        height, width = image_size(file_name)
+        dicts.append(
+            {
+                "file_name": file_name,
+                "image_id": image_id,
+                "height": height,
+                "width": width,
+                "camera_id": prw_camera_id(image_id),
+                "annotations": [
+                    {
+                        "bbox": [float(v) for v in box],
+                        "bbox_mode": BoxMode.XYXY_ABS,
+                        "category_id": 0,
+                        "person_id": int(pid),
+                    }
+                    for pid, box in zip(ids, boxes)
+                ],
+            }
+        )
+        ids_per_frame.append(ids)
+    return dicts, ids_per_frame
+
+
+def load_prw_train(root: str, *, strict_sizes: bool = False) -> tuple[list[dict], int]:
+    """Load the PRW training frames.
+
+    Returns:
+        dataset dicts (``person_id`` relabelled to 0..N-1 in sorted order of the original ids,
+        -1 unlabelled) and N, the number of labelled training identities.
+    """
+    dicts, ids_per_frame = _load_frames(root, "train")
+    all_ids = np.concatenate(ids_per_frame) if ids_per_frame else np.zeros(0, np.int64)
+    labelled = np.unique(all_ids[all_ids >= 0])
+    _check_size(strict_sizes, "train_frames", len(dicts))
+    _check_size(strict_sizes, "train_boxes", len(all_ids))
+    _check_size(strict_sizes, "train_ids", len(labelled))
+    relabel = {int(orig): new for new, orig in enumerate(labelled.tolist())}
+    for record in dicts:
+        for anno in record["annotations"]:
+            if anno["person_id"] >= 0:
+                anno["person_id"] = relabel[anno["person_id"]]
+    return dicts, len(labelled)
+
+
+def _read_queries(root: str, frame_index: dict[str, int]) -> list[SearchQuery]:
+    path = os.path.join(root, "query_info.txt")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"PRW query file not found: {path}")
+    queries = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            tokens = line.split()  # also strips CR of CRLF line ends
+            if not tokens:
+                continue
+            if len(tokens) != _QUERY_FIELDS:
+                raise AnnotationError(
+                    f"{path}:{line_no}: expected 'pid x y w h frame_name', got {line.strip()!r}"
+                )
+            try:
+                pid = int(float(tokens[0]))
+                xywh = np.asarray([float(t) for t in tokens[1:5]], dtype=np.float64)
+            except ValueError as e:
+                raise AnnotationError(f"{path}:{line_no}: malformed number in {line!r}") from e
+            image_id = tokens[5] if tokens[5].endswith(".jpg") else tokens[5] + ".jpg"
+            if image_id not in frame_index:
+                raise AnnotationError(
+                    f"{path}:{line_no}: query frame {image_id!r} is not a test frame"
+                )
+            box = np.clip(xywh_to_xyxy(xywh)[0], 0.0, None)
+            if box[2] <= box[0] or box[3] <= box[1]:
+                raise AnnotationError(f"{path}:{line_no}: query box has no area: {xywh.tolist()}")
+            queries.append(
+                SearchQuery(
+                    image_id=image_id, box=box, person_id=pid, camera_id=prw_camera_id(image_id)
+                )
+            )
+    return queries
+
+
+def _positives(
+    queries: list[SearchQuery],
+    gallery_dicts: list[dict],
+    camera_ids: np.ndarray,
+    frame_index: dict[str, int],
+    cross_camera: bool,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query: every test frame holding its identity, except its own frame (and, with
+    ``cross_camera``, except frames of its camera)."""
+    by_pid: dict[int, tuple[list[int], list[list[float]]]] = {}
+    for index, record in enumerate(gallery_dicts):
+        for anno in record["annotations"]:
+            if anno["person_id"] >= 0:
+                entry = by_pid.setdefault(anno["person_id"], ([], []))
+                entry[0].append(index)
+                entry[1].append(anno["bbox"])
+    out = []
+    for query in queries:
+        images, boxes = by_pid.get(query.person_id, ([], []))
+        images = np.asarray(images, dtype=np.int64)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        keep = images != frame_index[query.image_id]
+        if cross_camera:
+            keep &= camera_ids[images] != query.camera_id
+        out.append((images[keep], boxes[keep]))
+    return out
+
+
+def load_prw_test(
+    root: str, *, strict_sizes: bool = False, protocol_name: str = "prw"
+) -> tuple[list[dict], SearchProtocol]:
+    """Load the PRW test frames, its queries and search protocol.
+
+    Returns:
+        dataset dicts: the test frames (original ids) then one query dict per line of
+        ``query_info.txt``; and the :class:`SearchProtocol` with variants ``all`` (every test
+        frame but the query's) and ``cross_camera`` (also without the query camera's frames).
+    """
+    gallery_dicts, ids_per_frame = _load_frames(root, "test")
+    _check_size(strict_sizes, "test_frames", len(gallery_dicts))
+    _check_size(strict_sizes, "test_boxes", int(sum(len(ids) for ids in ids_per_frame)))
+    frame_index = {record["image_id"]: i for i, record in enumerate(gallery_dicts)}
+    camera_ids = np.asarray([r["camera_id"] for r in gallery_dicts], dtype=np.int64)
+    queries = _read_queries(root, frame_index)
+    _check_size(strict_sizes, "queries", len(queries))
+
+    query_dicts = []
+    for index, query in enumerate(queries):
+        frame = gallery_dicts[frame_index[query.image_id]]
+        query_dicts.append(
+            {
+                "file_name": frame["file_name"],
+                "image_id": query.image_id,
+                "height": frame["height"],
+                "width": frame["width"],
+                "camera_id": query.camera_id,
+                "query_index": index,
+                "query_box": [float(v) for v in query.box],
+                "person_id": query.person_id,
+            }
+        )
+    all_indices = np.arange(len(queries), dtype=np.int64)
+    variants = {
+        name: QueryGalleries(
+            name=name,
+            query_indices=all_indices,
+            galleries=None,
+            positives=_positives(queries, gallery_dicts, camera_ids, frame_index, cross),
+            cross_camera=cross,
+        )
+        for name, cross in (("all", False), ("cross_camera", True))
+    }
+    protocol = SearchProtocol(
+        name=protocol_name,
+        gallery_image_ids=[r["image_id"] for r in gallery_dicts],
+        gallery_camera_ids=camera_ids,
+        queries=queries,
+        variant_loaders={name: _constant(v) for name, v in variants.items()},
+        default_variant="all",
+    )
+    return gallery_dicts + query_dicts, protocol
+
+
+def _constant(value: QueryGalleries):
+    def load() -> QueryGalleries:
+        return value
+
+    return load

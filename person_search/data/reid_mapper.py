@@ -1,0 +1,247 @@
+"""Dataset mapper for person crops (re-id): reads, augments and packs one dataset dict.
+
+Training: resize to ``INPUT.REID.SIZE_TRAIN``, random horizontal flip, zero padding + random crop
+back to the size, random erasing. Test: resize to ``INPUT.REID.SIZE_TEST`` only. Normalisation is
+left to the model (``MODEL.PIXEL_MEAN/STD``), as in Detectron2: the image stays uint8.
+
+The parsing mask (if loaded) goes through the same geometric transforms as the image (nearest
+neighbour resize, same flip, padding with background 0, same crop). Random erasing changes the
+image only: the mask keeps describing where the body is, the erased patch plays an occluder the
+model must see through (the mask is a target, not an input).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from fvcore.transforms.transform import CropTransform, PadTransform, TransformList
+from PIL import Image
+
+__all__ = ["RandomErasing", "RandomPadCrop", "ReIDDatasetMapper", "group_parsing"]
+
+# How many random rectangles random erasing draws before giving up (Zhong et al.: 100).
+_ERASING_ATTEMPTS = 100
+_ERASING_FILLS = ("image_mean", "pixel_mean", "random")
+
+
+def group_parsing(parsing: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarray:
+    """Binary part masks from a parsing map of raw classes.
+
+    Args:
+        parsing: (H, W) integer class indices.
+        groups: G sequences of raw class indices, one per part.
+
+    Returns:
+        (1 + G, H, W) float32 in {0, 1}: channel 0 the whole body (union of all groups), then one
+        channel per group in the given order.
+    """
+    parts = np.stack([np.isin(parsing, np.asarray(g, dtype=parsing.dtype)) for g in groups])
+    whole = parts.any(axis=0, keepdims=True)
+    return np.concatenate([whole, parts]).astype(np.float32)
+
+
+class RandomPadCrop(T.Augmentation):
+    """Pad by ``padding`` pixels on each side (image 0, segmentation 0), then crop a random
+    window of the unpadded size (the "pad 10 + random crop" of the re-id bag of tricks)."""
+
+    def __init__(self, padding: int):
+        super().__init__()
+        if padding < 0:
+            raise ValueError(f"RandomPadCrop: padding must be >= 0, got {padding}")
+        self.padding = padding
+
+    def get_transform(self, image: np.ndarray) -> TransformList:
+        h, w = image.shape[:2]
+        p = self.padding
+        x0, y0 = (int(v) for v in np.random.randint(0, 2 * p + 1, size=2))
+        return TransformList(
+            [PadTransform(p, p, p, p, orig_w=w, orig_h=h), CropTransform(x0, y0, w, h)]
+        )
+
+
+class RandomErasing:
+    """Random erasing (Zhong et al., AAAI 2020 / arXiv 2017) on an (H, W, C) uint8 image.
+
+    With probability ``prob`` one rectangle of area in ``area_range`` (fraction of the image) and
+    aspect ratio h/w in [min_aspect, 1/min_aspect] (log-uniform) is filled with ``fill``:
+    "image_mean" (per-channel mean of the image), "pixel_mean" (the given ``pixel_mean``, in the
+    image's channel order) or "random" (uniform noise). Uses numpy's global RNG like Detectron2's
+    augmentations (seeded per worker by the data loader).
+    """
+
+    def __init__(
+        self,
+        *,
+        prob: float,
+        area_range: tuple[float, float],
+        min_aspect: float,
+        fill: str,
+        pixel_mean: Sequence[float] | None = None,
+    ):
+        if fill not in _ERASING_FILLS:
+            raise ValueError(f"INPUT.REID.REA.FILL must be one of {_ERASING_FILLS}, got {fill!r}")
+        if fill == "pixel_mean" and pixel_mean is None:
+            raise ValueError("random erasing with fill 'pixel_mean' needs pixel_mean")
+        if not 0 < area_range[0] <= area_range[1] <= 1:
+            raise ValueError(f"INPUT.REID.REA.AREA_RANGE must be in (0, 1], got {area_range}")
+        if not 0 < min_aspect <= 1:
+            raise ValueError(f"INPUT.REID.REA.MIN_ASPECT must be in (0, 1], got {min_aspect}")
+        self.prob = prob
+        self.area_range = area_range
+        self.log_aspect = (math.log(min_aspect), -math.log(min_aspect))
+        self.fill = fill
+        self.pixel_mean = None if pixel_mean is None else np.asarray(pixel_mean, dtype=np.float64)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Returns a new (H, W, C) uint8 image (the input is never modified)."""
+        if np.random.rand() >= self.prob:
+            return image
+        h, w, c = image.shape
+        for _ in range(_ERASING_ATTEMPTS):
+            area = np.random.uniform(*self.area_range) * h * w
+            aspect = math.exp(np.random.uniform(*self.log_aspect))
+            eh, ew = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+            if 0 < eh < h and 0 < ew < w:
+                y0, x0 = np.random.randint(0, h - eh + 1), np.random.randint(0, w - ew + 1)
+                out = image.copy()
+                if self.fill == "image_mean":
+                    value = image.reshape(-1, c).mean(axis=0)
+                elif self.fill == "pixel_mean":
+                    value = self.pixel_mean
+                else:
+                    value = np.random.uniform(0, 255, size=(eh, ew, c))
+                out[y0 : y0 + eh, x0 : x0 + ew] = np.clip(np.rint(value), 0, 255).astype(np.uint8)
+                return out
+        return image
+
+
+def _read_parsing(path: str, shape: tuple[int, int]) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"parsing mask {path} is missing")
+    with Image.open(path) as img:
+        parsing = np.asarray(img)
+    if parsing.ndim != 2:
+        raise ValueError(
+            f"parsing mask {path} must be one channel of class indices, got {parsing.shape}"
+        )
+    if parsing.shape != shape:
+        raise ValueError(
+            f"parsing mask {path} has size {parsing.shape}, its image has {shape} (height, width)"
+        )
+    return parsing.astype(np.uint8)
+
+
+class ReIDDatasetMapper:
+    """Map a re-id dataset dict to a model input.
+
+    Output dict::
+
+        {"image": (3, H, W) uint8 tensor in ``image_format``, "person_id": int, "camera_id": int,
+         "image_id": str, "split": str, "file_name": str,
+         "parsing": (H, W) int64 raw parser classes (only when parsing is loaded),
+         "part_masks": (1 + G, H, W) float32 whole body + G groups (only with parsing_groups)}
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        is_train: bool,
+        size: tuple[int, int],
+        image_format: str = "BGR",
+        flip_prob: float = 0.5,
+        padding: int = 0,
+        erasing: RandomErasing | None = None,
+        load_parsing: bool = False,
+        parsing_groups: Sequence[Sequence[int]] | None = None,
+    ):
+        """
+        Args:
+            is_train: training (augment) or test (resize only) mapping.
+            size: output (height, width) in pixels.
+            image_format: Detectron2 image format ("BGR", "RGB").
+            flip_prob: horizontal flip probability (training only).
+            padding: pixels of zero padding before the random crop (training only; 0 = none).
+            erasing: random erasing applied at training time, or None.
+            load_parsing: read ``dataset_dict["parsing_file"]`` (a missing one is an error).
+            parsing_groups: raw classes of each part group, to emit ``"part_masks"``; None = no.
+        """
+        if len(size) != 2 or min(size) <= 0:
+            raise ValueError(f"ReIDDatasetMapper: size must be (height, width) > 0, got {size}")
+        augs: list[T.Augmentation] = [T.Resize(tuple(size))]
+        if is_train:
+            if flip_prob > 0:
+                augs.append(T.RandomFlip(prob=flip_prob, horizontal=True, vertical=False))
+            if padding > 0:
+                augs.append(RandomPadCrop(padding))
+        self.augmentations = T.AugmentationList(augs)
+        self.is_train = is_train
+        self.image_format = image_format
+        self.erasing = erasing if is_train else None
+        self.load_parsing = load_parsing
+        self.parsing_groups = None if parsing_groups is None else tuple(map(tuple, parsing_groups))
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True) -> dict:
+        rcfg = cfg.INPUT.REID
+        erasing = None
+        if is_train and rcfg.REA.ENABLED:
+            erasing = RandomErasing(
+                prob=rcfg.REA.PROB,
+                area_range=tuple(rcfg.REA.AREA_RANGE),
+                min_aspect=rcfg.REA.MIN_ASPECT,
+                fill=rcfg.REA.FILL,
+                pixel_mean=cfg.MODEL.PIXEL_MEAN,
+            )
+        if len(rcfg.PARSING_GROUPS) != len(rcfg.PARSING_PART_NAMES):
+            raise ValueError(
+                "INPUT.REID.PARSING_GROUPS and INPUT.REID.PARSING_PART_NAMES differ in length: "
+                f"{len(rcfg.PARSING_GROUPS)} vs {len(rcfg.PARSING_PART_NAMES)}"
+            )
+        return {
+            "is_train": is_train,
+            "size": tuple(rcfg.SIZE_TRAIN if is_train else rcfg.SIZE_TEST),
+            "image_format": cfg.INPUT.FORMAT,
+            "flip_prob": rcfg.FLIP_PROB,
+            "padding": rcfg.PADDING,
+            "erasing": erasing,
+            "load_parsing": rcfg.LOAD_PARSING,
+            "parsing_groups": rcfg.PARSING_GROUPS if rcfg.LOAD_PARSING else None,
+        }
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        parsing = None
+        if self.load_parsing:
+            if "parsing_file" not in dataset_dict:
+                raise KeyError(
+                    f"INPUT.REID.LOAD_PARSING is on but {dataset_dict['file_name']} has no "
+                    "'parsing_file' (no parsing/ folder for its split, see datasets/README.md)"
+                )
+            parsing = _read_parsing(dataset_dict["parsing_file"], image.shape[:2])
+        aug_input = T.AugInput(image, sem_seg=parsing)
+        self.augmentations(aug_input)
+        image = aug_input.image
+        if self.erasing is not None:
+            image = self.erasing(image)
+        out = {
+            "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "person_id": int(dataset_dict["person_id"]),
+            "camera_id": int(dataset_dict["camera_id"]),
+            "image_id": dataset_dict["image_id"],
+            "split": dataset_dict["split"],
+            "file_name": dataset_dict["file_name"],
+        }
+        if parsing is not None:
+            parsing = aug_input.sem_seg
+            out["parsing"] = torch.as_tensor(parsing.astype(np.int64))
+            if self.parsing_groups is not None:
+                out["part_masks"] = torch.as_tensor(group_parsing(parsing, self.parsing_groups))
+        return out

@@ -1,0 +1,66 @@
+"""Training schedules given in epochs (``SOLVER.SCHEDULE_UNIT: "epoch"``) as iterations."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog
+
+__all__ = ["SCHEDULE_UNITS", "count_training_images", "resolve_schedule"]
+
+logger = logging.getLogger(__name__)
+
+# Supported values of SOLVER.SCHEDULE_UNIT.
+SCHEDULE_UNITS = ("iter", "epoch")
+
+
+def count_training_images(cfg: CfgNode) -> int:
+    """Images one epoch visits: every dict of ``DATASETS.TRAIN``; for person search without
+    the scene images that have no box when ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` (Detectron2
+    drops them from the training set)."""
+    total = 0
+    for name in cfg.DATASETS.TRAIN:
+        dicts = DatasetCatalog.get(name)
+        if cfg.TASK == "person_search" and cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+            dicts = [d for d in dicts if d.get("annotations")]
+        total += len(dicts)
+    if total == 0:
+        raise ValueError(f"DATASETS.TRAIN={list(cfg.DATASETS.TRAIN)} holds no training image")
+    return total
+
+
+def resolve_schedule(cfg: CfgNode, num_images: int | None = None) -> CfgNode:
+    """Return ``cfg`` with an epoch schedule converted to iterations (unchanged for "iter").
+
+    With ``SOLVER.SCHEDULE_UNIT == "epoch"``, ``SOLVER.MAX_ITER``, ``SOLVER.STEPS``,
+    ``SOLVER.CHECKPOINT_PERIOD`` and ``TEST.EVAL_PERIOD`` are read as epochs and multiplied by
+    ``ceil(num_images / SOLVER.IMS_PER_BATCH)``; the unit becomes "iter". ``num_images``
+    defaults to :func:`count_training_images`. ``SOLVER.WARMUP_ITERS`` stays in iterations.
+    """
+    unit = cfg.SOLVER.SCHEDULE_UNIT
+    if unit not in SCHEDULE_UNITS:
+        raise ValueError(f"SOLVER.SCHEDULE_UNIT={unit!r} is not one of {SCHEDULE_UNITS}")
+    if unit == "iter":
+        return cfg
+    if num_images is None:
+        num_images = count_training_images(cfg)
+    iters_per_epoch = math.ceil(num_images / cfg.SOLVER.IMS_PER_BATCH)
+    cfg = cfg.clone()
+    was_frozen = cfg.is_frozen()
+    cfg.defrost()
+    epochs = cfg.SOLVER.MAX_ITER
+    cfg.SOLVER.MAX_ITER = epochs * iters_per_epoch
+    cfg.SOLVER.STEPS = tuple(s * iters_per_epoch for s in cfg.SOLVER.STEPS)
+    cfg.SOLVER.CHECKPOINT_PERIOD = cfg.SOLVER.CHECKPOINT_PERIOD * iters_per_epoch
+    cfg.TEST.EVAL_PERIOD = cfg.TEST.EVAL_PERIOD * iters_per_epoch
+    cfg.SOLVER.SCHEDULE_UNIT = "iter"
+    if was_frozen:
+        cfg.freeze()
+    logger.info(
+        f"Epoch schedule: {num_images} images / batch {cfg.SOLVER.IMS_PER_BATCH} = "
+        f"{iters_per_epoch} iterations per epoch; {epochs} epochs = {cfg.SOLVER.MAX_ITER} "
+        f"iterations, steps at {cfg.SOLVER.STEPS}"
+    )
+    return cfg

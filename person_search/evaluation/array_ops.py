@@ -1,0 +1,36 @@
+"""Small numpy helpers shared by the person-search metrics: paired box IoU, CSR range expansion."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["expand_ranges", "paired_iou"]
+
+
+def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of box ``a[i]`` with box ``b[i]``; a, b: (N, 4) XYXY (no +1). Returns (N,) float64.
+
+    A pair whose union is empty (two degenerate boxes) has IoU 0.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0.0, None)
+    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0.0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a + area_b - inter
+    out = np.zeros(len(a), dtype=np.float64)
+    np.divide(inter, union, out=out, where=union > 0)
+    return out
+
+
+def expand_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Concatenate ``arange(starts[i], ends[i])`` for all i, without a Python loop. (sum,) int64."""
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(ends, dtype=np.int64) - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    firsts = np.cumsum(lengths) - lengths  # position of each range's first element in the output
+    return np.repeat(starts - firsts, lengths) + np.arange(total, dtype=np.int64)

@@ -1,0 +1,315 @@
+"""Detectron2 evaluator for person search (CUHK-SYSU, PRW): detection and search metrics.
+
+One ``inference_on_dataset`` pass over a person-search test dataset feeds
+:class:`PersonSearchEvaluator` with gallery scene images (outputs ``instances`` with
+``pred_boxes``, ``scores``, ``embeddings``) and queries (outputs ``query_embeddings``). It
+stores *every* detection and applies ``det_thresh`` only when computing metrics, so a saved
+results file can be re-evaluated at other thresholds (``tools/evaluate_saved.py``). The protocol
+comes from ``MetadataCatalog.get(dataset_name).search_protocol``; the detection ground truth
+from the dataset dicts. Metric rules: :mod:`.search_metrics` and :mod:`.detection_metrics`.
+
+Metrics are in percent (Detectron2's convention)::
+
+    {"search": {"mAP", "top1", "top5", "top10"                  # the protocol's default variant
+                "<variant>/mAP", "<variant>/top1", ...},          # every evaluated variant
+     "detection": {"AP", "recall", "labelled_AP", "labelled_recall"}}
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+from tabulate import tabulate
+
+from person_search.data.search_protocol import QueryGalleries, SearchProtocol
+
+from .cbgm import CBGMParams
+from .detection_metrics import GalleryGroundTruth, evaluate_detection
+from .saved_results import save_search_results
+from .search_metrics import (
+    TOPK,
+    GalleryDetections,
+    VariantResult,
+    evaluate_search,
+    summarize_search,
+)
+
+__all__ = [
+    "PersonSearchEvaluator",
+    "compute_person_search_metrics",
+    "format_results_table",
+    "load_protocol_and_ground_truth",
+]
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "search_results.pth"  # written in output_dir when saving is on
+
+
+def compute_person_search_metrics(
+    protocol: SearchProtocol,
+    ground_truth: GalleryGroundTruth,
+    detections: GalleryDetections,
+    query_embeddings: np.ndarray,
+    *,
+    det_thresh: float,
+    variants: Sequence[QueryGalleries],
+    cbgm: CBGMParams | None = None,
+) -> tuple[OrderedDict[str, OrderedDict[str, float]], OrderedDict[str, VariantResult]]:
+    """Detection and search metrics (percent) and the per-query search results.
+
+    Args:
+        protocol, ground_truth, detections: in the protocol's gallery order.
+        query_embeddings: (len(protocol.queries), D).
+        det_thresh: detection score threshold (``>=``) for both metric families.
+        variants: the protocol variants to evaluate.
+        cbgm: CBGM parameters, ``None`` to disable.
+    """
+    per_variant = evaluate_search(
+        protocol, detections, query_embeddings, det_thresh=det_thresh, variants=variants, cbgm=cbgm
+    )
+    det_all = evaluate_detection(ground_truth, detections, det_thresh=det_thresh)
+    det_lab = evaluate_detection(
+        ground_truth, detections, det_thresh=det_thresh, labelled_only=True
+    )
+    results: OrderedDict[str, OrderedDict[str, float]] = OrderedDict()
+    results["search"] = summarize_search(per_variant, protocol.default_variant)
+    results["detection"] = OrderedDict(
+        AP=100.0 * det_all.ap,
+        recall=100.0 * det_all.recall,
+        labelled_AP=100.0 * det_lab.ap,
+        labelled_recall=100.0 * det_lab.recall,
+    )
+    return results, per_variant
+
+
+def format_results_table(
+    results: OrderedDict[str, OrderedDict[str, float]],
+    per_variant: OrderedDict[str, VariantResult],
+    *,
+    dataset_name: str,
+    det_thresh: float,
+    cbgm: CBGMParams | None,
+) -> str:
+    """A human-readable table of the metrics, naming the detection threshold and CBGM."""
+    cbgm_txt = "off" if cbgm is None else f"k1={cbgm.k1}, k2={cbgm.k2}"
+    head = f"Person search on {dataset_name} (det_thresh={det_thresh:g}, CBGM {cbgm_txt})"
+    rows = []
+    for name, res in per_variant.items():
+        s = res.summary()
+        rows.append(
+            [name, 100 * s["mAP"], *(100 * s[f"top{k}"] for k in TOPK), s["num_queries"]]
+            + [s["num_skipped"]]
+        )
+    search = tabulate(
+        rows,
+        headers=["variant", "mAP", *(f"top-{k}" for k in TOPK), "queries", "skipped"],
+        floatfmt=".2f",
+        tablefmt="pipe",
+    )
+    det = tabulate(
+        [list(results["detection"].values())],
+        headers=list(results["detection"].keys()),
+        floatfmt=".2f",
+        tablefmt="pipe",
+    )
+    return f"{head}\n{search}\nDetection (gallery images, IoU 0.5):\n{det}"
+
+
+def load_protocol_and_ground_truth(
+    dataset_name: str,
+) -> tuple[SearchProtocol, GalleryGroundTruth]:
+    """The search protocol and gallery ground truth of a registered person-search test set.
+
+    Loads the dataset dicts first: loaders set ``search_protocol`` in the metadata when the
+    dataset is loaded.
+    """
+    dicts = DatasetCatalog.get(dataset_name)
+    protocol = getattr(MetadataCatalog.get(dataset_name), "search_protocol", None)
+    if not isinstance(protocol, SearchProtocol):
+        raise ValueError(
+            f"dataset {dataset_name!r} has no search_protocol in its metadata (not a "
+            "person-search test set?)"
+        )
+    return protocol, GalleryGroundTruth.from_dataset_dicts(dicts, protocol.gallery_image_ids)
+
+
+class PersonSearchEvaluator(DatasetEvaluator):
+    """Evaluates person search on a test dataset registered with a ``search_protocol``."""
+
+    @configurable
+    def __init__(
+        self,
+        dataset_name: str,
+        *,
+        det_thresh: float = 0.5,
+        output_dir: str | None = None,
+        variants: Sequence[str] | None = None,
+        cbgm: CBGMParams | None = None,
+        save_results: bool = True,
+        distributed: bool = True,
+    ) -> None:
+        """
+        Args:
+            dataset_name: a registered person-search test dataset.
+            det_thresh: detections with ``score >= det_thresh`` are evaluated.
+            output_dir: where ``search_results.pth`` is written (when ``save_results``).
+            variants: protocol variants to evaluate; ``None`` or empty = all of the protocol.
+            cbgm: enable context bipartite graph matching with these parameters.
+            save_results: write the results file when ``output_dir`` is set.
+            distributed: gather the outputs of all workers, evaluate on the main process.
+        """
+        if not 0.0 <= det_thresh <= 1.0:
+            raise ValueError(f"det_thresh must be in [0, 1], got {det_thresh}")
+        self._dataset_name = dataset_name
+        self._det_thresh = float(det_thresh)
+        self._output_dir = output_dir
+        self._variants = list(variants) if variants else None
+        self._cbgm = cbgm
+        self._save = save_results
+        self._distributed = distributed
+        self.reset()
+
+    @classmethod
+    def from_config(
+        cls, cfg: CfgNode, dataset_name: str, output_dir: str | None = None
+    ) -> dict[str, Any]:
+        ps = cfg.TEST.PERSON_SEARCH
+        cbgm = CBGMParams(k1=ps.CBGM.K1, k2=ps.CBGM.K2) if ps.CBGM.ENABLED else None
+        return {
+            "dataset_name": dataset_name,
+            "det_thresh": ps.DET_THRESH,
+            "output_dir": output_dir,
+            "variants": list(ps.VARIANTS),
+            "cbgm": cbgm,
+            "save_results": ps.SAVE_RESULTS,
+        }
+
+    def reset(self) -> None:
+        self._gallery: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._queries: dict[int, np.ndarray] = {}
+
+    def process(self, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
+        """Store each query embedding (by ``query_index``) and every gallery detection."""
+        for inp, out in zip(inputs, outputs):
+            if "query_index" in inp:
+                if "query_embeddings" not in out:
+                    raise KeyError(
+                        f"query {inp['query_index']} ({inp.get('image_id')}): model output has "
+                        "no 'query_embeddings'"
+                    )
+                emb = out["query_embeddings"].detach().to("cpu", dtype=torch.float32)
+                self._queries[int(inp["query_index"])] = emb.reshape(-1).numpy()
+                continue
+            if "instances" not in out:
+                raise KeyError(
+                    f"gallery image {inp.get('image_id')}: model output has no 'instances'"
+                )
+            inst = out["instances"].to("cpu")
+            for field in ("pred_boxes", "scores", "embeddings"):
+                if not inst.has(field):
+                    raise KeyError(f"gallery image {inp.get('image_id')}: instances lack {field!r}")
+            self._gallery[inp["image_id"]] = (
+                inst.pred_boxes.tensor.detach().float().numpy(),
+                inst.scores.detach().float().numpy(),
+                inst.embeddings.detach().float().numpy(),
+            )
+
+    def _gathered(self) -> tuple[dict, dict] | None:
+        if not self._distributed or comm.get_world_size() == 1:
+            return self._gallery, self._queries
+        comm.synchronize()
+        galleries = comm.gather(self._gallery, dst=0)
+        queries = comm.gather(self._queries, dst=0)
+        if not comm.is_main_process():
+            return None
+        gallery = dict(itertools.chain.from_iterable(g.items() for g in galleries))
+        query = dict(itertools.chain.from_iterable(q.items() for q in queries))
+        return gallery, query
+
+    def evaluate(self) -> OrderedDict[str, OrderedDict[str, float]] | dict:
+        gathered = self._gathered()
+        if gathered is None:
+            return {}
+        gallery, queries = gathered
+        protocol, ground_truth = load_protocol_and_ground_truth(self._dataset_name)
+        detections = self._detections(protocol, gallery, queries)
+        query_embeddings = self._query_embeddings(protocol, queries)
+        names = self._variants or list(protocol.variant_loaders)
+        variants = [protocol.variant(n) for n in names]
+        results, per_variant = compute_person_search_metrics(
+            protocol,
+            ground_truth,
+            detections,
+            query_embeddings,
+            det_thresh=self._det_thresh,
+            variants=variants,
+            cbgm=self._cbgm,
+        )
+        logger.info(
+            "\n"
+            + format_results_table(
+                results,
+                per_variant,
+                dataset_name=self._dataset_name,
+                det_thresh=self._det_thresh,
+                cbgm=self._cbgm,
+            )
+        )
+        if self._output_dir and self._save:
+            path = os.path.join(self._output_dir, RESULTS_FILE)
+            save_search_results(
+                path,
+                dataset_name=self._dataset_name,
+                protocol=protocol,
+                variants=variants,
+                ground_truth=ground_truth,
+                detections=detections,
+                query_embeddings=query_embeddings,
+                settings={
+                    "det_thresh": self._det_thresh,
+                    "cbgm_k1": None if self._cbgm is None else self._cbgm.k1,
+                    "cbgm_k2": None if self._cbgm is None else self._cbgm.k2,
+                },
+            )
+            logger.info(f"Saved person-search results to {path}")
+        return copy.deepcopy(results)
+
+    def _detections(
+        self, protocol: SearchProtocol, gallery: dict, queries: dict
+    ) -> GalleryDetections:
+        missing = [i for i in protocol.gallery_image_ids if i not in gallery]
+        if missing:
+            raise ValueError(
+                f"{self._dataset_name}: no model output for {len(missing)} of "
+                f"{len(protocol.gallery_image_ids)} gallery images (e.g. {missing[:3]})"
+            )
+        dims = {e.shape[1] for _, _, e in gallery.values() if e.ndim == 2 and len(e)}
+        dims |= {len(e) for e in queries.values()}
+        if len(dims) != 1:
+            raise ValueError(f"{self._dataset_name}: inconsistent embedding sizes {sorted(dims)}")
+        return GalleryDetections.from_per_image(
+            [gallery[i] for i in protocol.gallery_image_ids], embedding_dim=dims.pop()
+        )
+
+    def _query_embeddings(self, protocol: SearchProtocol, queries: dict) -> np.ndarray:
+        n = len(protocol.queries)
+        missing = [q for q in range(n) if q not in queries]
+        if missing:
+            raise ValueError(
+                f"{self._dataset_name}: no query embedding for {len(missing)} of {n} queries "
+                f"(e.g. query_index {missing[:3]})"
+            )
+        return np.stack([queries[q] for q in range(n)]).astype(np.float32)

@@ -1,0 +1,225 @@
+"""Self-contained person-search results files (``search_results.pth``).
+
+A file holds every gallery detection (boxes, scores, embeddings; *all* scores, so it can be
+re-evaluated at any detection threshold), every query embedding, the gallery ground truth (for
+the detection metrics) and the protocol variants that were evaluated, serialised as arrays.
+``tools/evaluate_saved.py`` re-runs the evaluation from it without the model or the dataset
+files. Only tensors and plain Python types are stored, so it loads with
+``torch.load(weights_only=True)``.
+
+Layout (``torch.save`` of a dict)::
+
+    format: "person_search.search_results", version: 1, dataset_name: str,
+    settings: {det_thresh, cbgm_k1, cbgm_k2 (None when off)}   # what the saving run used
+    protocol: {name, default_variant, gallery_image_ids, gallery_camera_ids,
+               query_image_ids, query_boxes, query_person_ids, query_camera_ids,
+               variants: {name: {query_indices, cross_camera,
+                                 gallery_offsets, gallery_images (None for "all but query"),
+                                 positive_offsets, positive_images, positive_boxes}}}
+    ground_truth: {offsets, boxes, person_ids}
+    detections: {offsets, boxes, scores, embeddings}
+    query_embeddings: (Q, D) float32
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from person_search.data.search_protocol import QueryGalleries, SearchProtocol, SearchQuery
+
+from .detection_metrics import GalleryGroundTruth
+from .search_metrics import GalleryDetections
+
+__all__ = ["RESULTS_FORMAT", "SavedSearchResults", "load_search_results", "save_search_results"]
+
+RESULTS_FORMAT = "person_search.search_results"
+RESULTS_VERSION = 1
+
+
+@dataclass
+class SavedSearchResults:
+    """The content of a results file, as evaluation inputs."""
+
+    dataset_name: str
+    protocol: SearchProtocol
+    ground_truth: GalleryGroundTruth
+    detections: GalleryDetections
+    query_embeddings: np.ndarray
+    settings: dict[str, Any]
+
+
+def _t(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
+
+
+def _csr(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[np.ndarray]]:
+    offsets = np.r_[0, np.cumsum([len(a) for a in arrays], dtype=np.int64)]
+    return _t(offsets, torch.int64), list(arrays)
+
+
+def _variant_to_dict(v: QueryGalleries) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "query_indices": _t(np.asarray(v.query_indices), torch.int64),
+        "cross_camera": bool(v.cross_camera),
+        "gallery_offsets": None,
+        "gallery_images": None,
+    }
+    if v.galleries is not None:
+        offsets, parts = _csr([np.asarray(g, dtype=np.int64) for g in v.galleries])
+        out["gallery_offsets"] = offsets
+        out["gallery_images"] = _t(np.concatenate(parts or [np.zeros(0)]), torch.int32)
+    images = [np.asarray(p[0], dtype=np.int64).ravel() for p in v.positives]
+    boxes = [np.asarray(p[1], dtype=np.float64).reshape(-1, 4) for p in v.positives]
+    offsets, _ = _csr(images)
+    out["positive_offsets"] = offsets
+    out["positive_images"] = _t(np.concatenate(images or [np.zeros(0)]), torch.int32)
+    out["positive_boxes"] = _t(np.concatenate(boxes or [np.zeros((0, 4))]), torch.float64)
+    return out
+
+
+def _split(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def _variant_from_dict(name: str, d: dict[str, Any]) -> QueryGalleries:
+    galleries = None
+    if d["gallery_offsets"] is not None:
+        galleries = _split(d["gallery_images"].numpy().astype(np.int64), d["gallery_offsets"])
+    pos_off = d["positive_offsets"].numpy()
+    images = _split(d["positive_images"].numpy().astype(np.int64), pos_off)
+    boxes = _split(d["positive_boxes"].numpy(), pos_off)
+    return QueryGalleries(
+        name=name,
+        query_indices=d["query_indices"].numpy(),
+        galleries=galleries,
+        positives=list(zip(images, boxes)),
+        cross_camera=bool(d["cross_camera"]),
+    )
+
+
+def save_search_results(
+    path: str,
+    *,
+    dataset_name: str,
+    protocol: SearchProtocol,
+    variants: Sequence[QueryGalleries],
+    ground_truth: GalleryGroundTruth,
+    detections: GalleryDetections,
+    query_embeddings: np.ndarray,
+    settings: dict[str, Any],
+) -> None:
+    """Write a results file atomically (temporary file in the same folder, then rename)."""
+    queries = protocol.queries
+    payload = {
+        "format": RESULTS_FORMAT,
+        "version": RESULTS_VERSION,
+        "dataset_name": dataset_name,
+        "settings": dict(settings),
+        "protocol": {
+            "name": protocol.name,
+            "default_variant": protocol.default_variant,
+            "gallery_image_ids": list(protocol.gallery_image_ids),
+            "gallery_camera_ids": _t(np.asarray(protocol.gallery_camera_ids), torch.int64),
+            "query_image_ids": [q.image_id for q in queries],
+            "query_boxes": _t(np.array([q.box for q in queries]).reshape(-1, 4), torch.float64),
+            "query_person_ids": _t(np.array([q.person_id for q in queries]), torch.int64),
+            "query_camera_ids": _t(np.array([q.camera_id for q in queries]), torch.int64),
+            "variants": {v.name: _variant_to_dict(v) for v in variants},
+        },
+        "ground_truth": {
+            "offsets": _t(ground_truth.offsets, torch.int64),
+            "boxes": _t(ground_truth.boxes, torch.float64),
+            "person_ids": _t(ground_truth.person_ids, torch.int64),
+        },
+        "detections": {
+            "offsets": _t(detections.offsets, torch.int64),
+            "boxes": _t(detections.boxes, torch.float32),
+            "scores": _t(detections.scores, torch.float32),
+            "embeddings": _t(detections.embeddings, torch.float32),
+        },
+        "query_embeddings": _t(np.asarray(query_embeddings), torch.float32),
+    }
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".search_results.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_search_results(path: str) -> SavedSearchResults:
+    """Read a file written by :func:`save_search_results`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a person-search results file (or holds more than tensors
+            and plain types), or has an unknown version.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"person-search results file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f"{path} is not a person-search results file (torch.load with weights_only=True "
+            f"failed: {type(e).__name__}: {e})"
+        ) from e
+    if not isinstance(payload, dict) or payload.get("format") != RESULTS_FORMAT:
+        raise ValueError(
+            f"{path} is not a person-search results file (no format tag {RESULTS_FORMAT!r}; "
+            "write one with PersonSearchEvaluator(output_dir=...))"
+        )
+    if payload.get("version") != RESULTS_VERSION:
+        raise ValueError(
+            f"{path}: results file version {payload.get('version')!r} is not supported "
+            f"(this code reads version {RESULTS_VERSION})"
+        )
+    try:
+        p = payload["protocol"]
+        queries = [
+            SearchQuery(image_id=i, box=b, person_id=int(pid), camera_id=int(cam))
+            for i, b, pid, cam in zip(
+                p["query_image_ids"],
+                p["query_boxes"].numpy(),
+                p["query_person_ids"].tolist(),
+                p["query_camera_ids"].tolist(),
+            )
+        ]
+        variants = {name: _variant_from_dict(name, d) for name, d in p["variants"].items()}
+        protocol = SearchProtocol(
+            name=p["name"],
+            gallery_image_ids=list(p["gallery_image_ids"]),
+            gallery_camera_ids=p["gallery_camera_ids"].numpy(),
+            queries=queries,
+            variant_loaders={name: (lambda v=v: v) for name, v in variants.items()},
+            default_variant=p["default_variant"],
+        )
+        g, d = payload["ground_truth"], payload["detections"]
+        ground_truth = GalleryGroundTruth(
+            g["offsets"].numpy(), g["boxes"].numpy(), g["person_ids"].numpy()
+        )
+        detections = GalleryDetections(
+            d["offsets"].numpy(), d["boxes"].numpy(), d["scores"].numpy(), d["embeddings"].numpy()
+        )
+        return SavedSearchResults(
+            dataset_name=payload["dataset_name"],
+            protocol=protocol,
+            ground_truth=ground_truth,
+            detections=detections,
+            query_embeddings=payload["query_embeddings"].numpy(),
+            settings=dict(payload["settings"]),
+        )
+    except (KeyError, AttributeError, TypeError) as e:
+        raise ValueError(f"{path}: malformed person-search results file ({e!r})") from e

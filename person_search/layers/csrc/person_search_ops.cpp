@@ -1,0 +1,38 @@
+// Operator schemas of the person_search extension and the Python module entry point.
+//
+// Every op lives in the `person_search` namespace (torch.ops.person_search.*). The CPU
+// kernels are registered in the *_cpu.cpp files and the CUDA kernels in the *_cuda.cu
+// files, each behind its own TORCH_LIBRARY_IMPL block; autograd is added in Python
+// (person_search/layers/roi_align.py).
+
+#include <Python.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(person_search, m) {
+  // input: (N, C, H, W); rois: (K, 5) [batch_index, x1, y1, x2, y2]; returns (K, C, PH, PW).
+  m.def(
+      "roi_align_forward(Tensor input, Tensor rois, float spatial_scale, int pooled_height, "
+      "int pooled_width, int sampling_ratio, bool aligned) -> Tensor");
+  // grad: (K, C, PH, PW); returns the gradient of the input, (N, C, H, W).
+  m.def(
+      "roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, int pooled_height, "
+      "int pooled_width, int batch_size, int channels, int height, int width, "
+      "int sampling_ratio, bool aligned) -> Tensor");
+  // images: (N, C, H, W); boxes: (B, 5) [image_index, x1, y1, x2, y2];
+  // returns occluded (L, N, C, H, W) and cell_masks (L, B, max(rows * cols)).
+  m.def(
+      "multi_granularity_occlusion(Tensor images, Tensor boxes, int[] grid_rows, "
+      "int[] grid_cols, float cell_prob, int fill_mode, float fill_value, float noise_low, "
+      "float noise_high, int seed) -> (Tensor, Tensor)");
+}
+
+// `import person_search._C` only has to load the library so that the registrations above
+// run; the module itself is empty.
+extern "C" {
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", "Compiled ops of person_search (see torch.ops.person_search).",
+      -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}

@@ -1,0 +1,192 @@
+"""PersonSearchEvaluator end to end on fake model outputs; save -> tools/evaluate_saved.py."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import Boxes, BoxMode, Instances
+from ps_eval_helpers import QUERY_EMB, detections, emb, protocol, variant
+
+from person_search.config import get_cfg
+from person_search.evaluation import PersonSearchEvaluator
+from person_search.evaluation.saved_results import load_search_results
+from person_search.evaluation.search_metrics import evaluate_search, summarize_search
+
+ROOT = Path(__file__).resolve().parents[2]
+GT = [0.0, 0.0, 50.0, 100.0]
+OTHER = [100.0, 0.0, 150.0, 100.0]
+NAME = "ps_eval_unit_prw_like"
+# frame -> (camera, person id of its person at GT, detections [(box, score, embedding)])
+FRAMES = {
+    "f0.jpg": (1, 3, [(GT, 0.9, emb(1.0))]),
+    "f1.jpg": (1, 3, [(GT, 0.9, emb(0.875)), (OTHER, 0.3, emb(0.875, 4))]),
+    "f2.jpg": (2, 3, [(GT, 0.9, emb(0.25))]),
+    "f3.jpg": (2, 20, [(GT, 0.9, emb(0.5))]),
+    "f4.jpg": (1, 9, [(GT, 0.9, emb(0.0))]),
+}
+QUERIES = [("f0.jpg", GT, 3, 1), ("f3.jpg", GT, 9, 2)]
+
+
+def _protocol():
+    ids = list(FRAMES)
+    positives = [[(0, GT), (1, GT), (2, GT)], [(4, GT)]]
+    return protocol(
+        ids,
+        QUERIES,
+        [variant("all", [0, 1], None, positives), variant("cross", [0, 1], None, positives, True)],
+        cameras=[c for c, _, _ in FRAMES.values()],
+        default="all",
+    )
+
+
+def _dicts():
+    out = []
+    for name, (cam, pid, _) in FRAMES.items():
+        anno = {"bbox": GT, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "person_id": pid}
+        out.append(
+            {"image_id": name, "height": 300, "width": 300, "camera_id": cam, "annotations": [anno]}
+        )
+    for i, (img, box, pid, cam) in enumerate(QUERIES):
+        out.append(
+            {
+                "image_id": img,
+                "height": 300,
+                "width": 300,
+                "camera_id": cam,
+                "query_index": i,
+                "query_box": box,
+                "person_id": pid,
+            }
+        )
+    return out
+
+
+@pytest.fixture
+def dataset():
+    DatasetCatalog.register(NAME, _dicts)
+    MetadataCatalog.get(NAME).set(search_protocol=_protocol(), evaluator_type="person_search")
+    yield NAME
+    DatasetCatalog.remove(NAME)
+    MetadataCatalog.remove(NAME)
+
+
+def _outputs(d):
+    if "query_index" in d:
+        return {"query_embeddings": torch.from_numpy(QUERY_EMB)[None]}
+    dets = FRAMES[d["image_id"]][2]
+    inst = Instances((300, 300))
+    inst.pred_boxes = Boxes(torch.tensor([b for b, _, _ in dets], dtype=torch.float32))
+    inst.scores = torch.tensor([s for _, s, _ in dets], dtype=torch.float32)
+    inst.pred_classes = torch.zeros(len(dets), dtype=torch.int64)
+    inst.embeddings = torch.from_numpy(np.stack([e for _, _, e in dets]))
+    return {"instances": inst}
+
+
+def _run(evaluator, dicts):
+    evaluator.reset()
+    for start in range(0, len(dicts), 3):  # batches of 3, queries and gallery mixed
+        batch = dicts[start : start + 3]
+        evaluator.process(batch, [_outputs(d) for d in batch])
+    return evaluator.evaluate()
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        "evaluate_saved", ROOT / "tools/evaluate_saved.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluator_metrics_and_saved_file(dataset, tmp_path):
+    ev = PersonSearchEvaluator(dataset, det_thresh=0.5, output_dir=str(tmp_path))
+    res = _run(ev, _dicts())
+    # query 0 (all): .875T .5N .25T 0N -> 5/6; query 1 (all): 1.0N .875N .25N 0T -> 1/4
+    assert res["search"]["mAP"] == pytest.approx(100 * (5 / 6 + 1 / 4) / 2)
+    assert res["search"]["top1"] == pytest.approx(50.0)
+    assert res["search"]["all/mAP"] == res["search"]["mAP"]
+    # query 0 (cross): .5N .25T -> 1/2; query 1 (cross, camera 2): f0, f1, f4: 1.0N .875N 0T
+    assert res["search"]["cross/mAP"] == pytest.approx(100 * (1 / 2 + 1 / 3) / 2)
+    # every person found exactly, no false positive above 0.5
+    assert res["detection"] == {
+        "AP": pytest.approx(100.0),
+        "recall": pytest.approx(100.0),
+        "labelled_AP": pytest.approx(100.0),
+        "labelled_recall": pytest.approx(100.0),
+    }
+    saved = load_search_results(str(tmp_path / "search_results.pth"))
+    assert saved.dataset_name == dataset and saved.settings["det_thresh"] == 0.5
+    assert len(saved.detections.scores) == 6  # the 0.3 detection is stored too
+    assert not list(tmp_path.glob(".search_results.*"))  # no temporary file left behind
+
+
+def test_evaluate_saved_reproduces_and_rethresholds(dataset, tmp_path):
+    ev = PersonSearchEvaluator(dataset, det_thresh=0.5, output_dir=str(tmp_path))
+    res = _run(ev, _dicts())
+    path = str(tmp_path / "search_results.pth")
+    tool = _tool()
+    assert tool.main([path]) == res
+    # re-threshold: the 0.3 negative in f1 (sim .875) joins query 0's ranking:
+    # .875T .875N .5N .25T 0N -> (1/2 + 2/4) / 2 = 1/2
+    low = tool.main(
+        [path, "--det-thresh", "0.2", "--variants", "all", "--json", str(tmp_path / "m.json")]
+    )
+    direct = evaluate_search(
+        _protocol(),
+        detections([d for _, _, d in FRAMES.values()]),
+        np.stack([QUERY_EMB] * 2),
+        det_thresh=0.2,
+        variants=["all"],
+    )
+    assert low["search"] == pytest.approx(summarize_search(direct, "all"))
+    assert direct["all"].average_precision[0] == pytest.approx(0.5)
+    assert json.loads((tmp_path / "m.json").read_text())["search"]["mAP"] == low["search"]["mAP"]
+    # the protocol taken from the registered dataset instead of the file
+    assert tool.main([path, "--dataset", dataset]) == res
+
+
+def test_results_file_errors(tmp_path):
+    tool = _tool()
+    with pytest.raises(FileNotFoundError, match="not found"):
+        tool.main([str(tmp_path / "missing.pth")])
+    other = tmp_path / "model_final.pth"
+    torch.save({"model": {"w": torch.zeros(2)}}, other)
+    with pytest.raises(ValueError, match="not a person-search results file"):
+        tool.main([str(other)])
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a torch file at all")
+    with pytest.raises(ValueError, match="not a person-search results file"):
+        tool.main([str(junk)])
+
+
+def test_missing_outputs_and_bad_config(dataset):
+    ev = PersonSearchEvaluator(dataset, det_thresh=0.5)
+    dicts = [d for d in _dicts() if d["image_id"] != "f2.jpg" or "query_index" in d]
+    with pytest.raises(ValueError, match="no model output for 1 of 5 gallery images"):
+        _run(ev, dicts)
+    dicts = [d for d in _dicts() if d.get("query_index") != 1]
+    with pytest.raises(ValueError, match="no query embedding for 1 of 2 queries"):
+        _run(ev, dicts)
+    with pytest.raises(ValueError, match="det_thresh"):
+        PersonSearchEvaluator(dataset, det_thresh=1.5)
+    with pytest.raises(KeyError, match="no variant 'nope'"):
+        _run(PersonSearchEvaluator(dataset, det_thresh=0.5, variants=["nope"]), _dicts())
+
+
+def test_from_config(dataset, tmp_path):
+    cfg = get_cfg()
+    cfg.TEST.PERSON_SEARCH.DET_THRESH = 0.2
+    cfg.TEST.PERSON_SEARCH.VARIANTS = ["all"]
+    cfg.TEST.PERSON_SEARCH.SAVE_RESULTS = False
+    cfg.TEST.PERSON_SEARCH.CBGM.ENABLED = True
+    ev = PersonSearchEvaluator(cfg, dataset, str(tmp_path))
+    res = _run(ev, _dicts())
+    assert set(res["search"]) == {"mAP", "top1", "top5", "top10"} | {
+        f"all/{k}" for k in ("mAP", "top1", "top5", "top10")
+    }
+    assert not (tmp_path / "search_results.pth").exists()

@@ -1,0 +1,166 @@
+"""ReIDDatasetMapper: the parsing mask follows the image; erasing; errors; part masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from person_search.config import get_cfg
+from person_search.data.reid_mapper import RandomErasing, ReIDDatasetMapper, group_parsing
+
+H, W = 24, 12
+
+
+def _write_pair(tmp_path, mask: np.ndarray, name: str = "0001_c1s1_000001_00"):
+    """Image whose every channel equals 10 * class (PNG: lossless), and its parsing mask."""
+    image = np.repeat((mask * 10).astype(np.uint8)[..., None], 3, axis=2)
+    img_path, mask_path = tmp_path / f"{name}.png", tmp_path / f"{name}_mask.png"
+    Image.fromarray(image).save(img_path)
+    Image.fromarray(mask.astype(np.uint8)).save(mask_path)
+    return {
+        "file_name": str(img_path),
+        "image_id": f"{name}.png",
+        "person_id": 3,
+        "camera_id": 2,
+        "split": "train",
+        "parsing_file": str(mask_path),
+    }
+
+
+def _mask(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mask = rng.integers(1, 20, size=(H, W))
+    mask[:, : W // 3] = 0
+    return mask
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mask_follows_image_through_flip_and_crop(tmp_path, seed):
+    record = _write_pair(tmp_path, _mask())
+    mapper = ReIDDatasetMapper(
+        is_train=True, size=(H, W), image_format="RGB", flip_prob=0.5, padding=4, load_parsing=True
+    )
+    np.random.seed(seed)
+    out = mapper(record)
+    image, parsing = out["image"], out["parsing"]
+    assert image.shape == (3, H, W) and image.dtype == torch.uint8
+    assert parsing.shape == (H, W) and parsing.dtype == torch.int64
+    # same geometric transform: the image still encodes its mask pixel by pixel (padding: 0 / 0)
+    assert torch.equal(image[0].long(), parsing * 10)
+    assert {k: out[k] for k in ("person_id", "camera_id", "image_id", "split")} == {
+        "person_id": 3,
+        "camera_id": 2,
+        "image_id": record["image_id"],
+        "split": "train",
+    }
+
+
+def test_flip_and_crop_actually_move_pixels(tmp_path):
+    mask = _mask()
+    record = _write_pair(tmp_path, mask)
+    flip = ReIDDatasetMapper(
+        is_train=True, size=(H, W), image_format="RGB", flip_prob=1.0, load_parsing=True
+    )
+    assert np.array_equal(flip(record)["parsing"].numpy(), mask[:, ::-1])
+    crop = ReIDDatasetMapper(
+        is_train=True, size=(H, W), image_format="RGB", flip_prob=0.0, padding=4, load_parsing=True
+    )
+    outs = []
+    for seed in range(8):
+        np.random.seed(seed)
+        outs.append(crop(record)["parsing"].numpy())
+    assert any(not np.array_equal(o, mask) for o in outs)
+    # each crop is a shift of the zero-padded mask
+    padded = np.pad(mask, 4)
+    for o in outs:
+        assert any(
+            np.array_equal(o, padded[y : y + H, x : x + W]) for y in range(9) for x in range(9)
+        )
+
+
+def test_resize_is_nearest_for_the_mask(tmp_path):
+    record = _write_pair(tmp_path, _mask())
+    mapper = ReIDDatasetMapper(is_train=False, size=(2 * H + 5, 2 * W + 3), load_parsing=True)
+    out = mapper(record)
+    assert out["image"].shape == (3, 2 * H + 5, 2 * W + 3)
+    assert set(out["parsing"].unique().tolist()) <= set(np.unique(_mask()).tolist())
+
+
+def test_erasing_changes_image_not_mask(tmp_path):
+    record = _write_pair(tmp_path, _mask())
+    kwargs = {"is_train": True, "size": (H, W), "image_format": "RGB", "padding": 2}
+    plain = ReIDDatasetMapper(load_parsing=True, **kwargs)
+    erasing = RandomErasing(prob=1.0, area_range=(0.2, 0.4), min_aspect=0.3, fill="random")
+    erased = ReIDDatasetMapper(load_parsing=True, erasing=erasing, **kwargs)
+    np.random.seed(1)
+    a = plain(record)
+    np.random.seed(1)
+    b = erased(record)
+    assert torch.equal(a["parsing"], b["parsing"])
+    changed = (a["image"] != b["image"]).any(0).float().mean().item()
+    assert 0.05 < changed <= 0.4
+
+
+def test_erasing_fill_modes():
+    image = np.zeros((20, 10, 3), dtype=np.uint8)
+    image[:10] = 200
+    np.random.seed(0)
+    out = RandomErasing(prob=1.0, area_range=(0.3, 0.3), min_aspect=1.0, fill="image_mean")(image)
+    assert (image == 0).any() and set(np.unique(out)) <= {0, 100, 200}
+    assert (out == 100).sum() > 0 and image.max() == 200  # the input is not modified
+    pm = RandomErasing(
+        prob=1.0, area_range=(0.3, 0.3), min_aspect=1.0, fill="pixel_mean", pixel_mean=(7, 8, 9)
+    )
+    out = pm(np.zeros((20, 10, 3), dtype=np.uint8))
+    side = round(np.sqrt(0.3 * 200))  # aspect 1: a square of the rounded side
+    assert ((out == [7, 8, 9]).all(-1)).sum() == side * side
+    never = RandomErasing(prob=0.0, area_range=(0.3, 0.3), min_aspect=1.0, fill="random")
+    assert never(image) is image
+    with pytest.raises(ValueError, match="FILL"):
+        RandomErasing(prob=1.0, area_range=(0.1, 0.2), min_aspect=0.3, fill="zeros")
+
+
+def test_group_parsing():
+    parsing = np.array([[0, 13, 2], [5, 9, 18]])
+    groups = ((1, 2, 4, 13), (5,), (9,), (18, 19))
+    parts = group_parsing(parsing, groups)
+    assert parts.shape == (5, 2, 3) and parts.dtype == np.float32
+    np.testing.assert_array_equal(parts[0], [[0, 1, 1], [1, 1, 1]])
+    np.testing.assert_array_equal(parts[1], [[0, 1, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(parts[4], [[0, 0, 0], [0, 0, 1]])
+
+
+def test_from_config_part_masks_and_errors(tmp_path):
+    cfg = get_cfg()
+    cfg.INPUT.REID.SIZE_TRAIN = (H, W)
+    cfg.INPUT.REID.LOAD_PARSING = True
+    record = _write_pair(tmp_path, _mask())
+    out = ReIDDatasetMapper(cfg, is_train=True)(record)
+    assert out["image"].shape == (3, H, W)
+    assert out["part_masks"].shape == (1 + len(cfg.INPUT.REID.PARSING_GROUPS), H, W)
+    np.testing.assert_array_equal(
+        out["part_masks"].numpy(),
+        group_parsing(out["parsing"].numpy(), cfg.INPUT.REID.PARSING_GROUPS),
+    )
+    test_out = ReIDDatasetMapper(cfg, is_train=False)(record)
+    assert test_out["image"].shape == (3, *cfg.INPUT.REID.SIZE_TEST)
+
+    no_mask = {k: v for k, v in record.items() if k != "parsing_file"}
+    with pytest.raises(KeyError, match="parsing_file"):
+        ReIDDatasetMapper(cfg, is_train=False)(no_mask)
+    missing = dict(record, parsing_file=str(tmp_path / "nope.png"))
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        ReIDDatasetMapper(cfg, is_train=False)(missing)
+    Image.fromarray(np.zeros((H + 1, W), dtype=np.uint8)).save(tmp_path / "wrong.png")
+    with pytest.raises(ValueError, match="wrong.png"):
+        ReIDDatasetMapper(cfg, is_train=False)(
+            dict(record, parsing_file=str(tmp_path / "wrong.png"))
+        )
+    cfg.INPUT.REID.LOAD_PARSING = False
+    plain = ReIDDatasetMapper(cfg, is_train=False)(no_mask)
+    assert "parsing" not in plain and "part_masks" not in plain
+    cfg.INPUT.REID.PARSING_PART_NAMES = ("head",)
+    with pytest.raises(ValueError, match="PARSING_GROUPS"):
+        ReIDDatasetMapper(cfg, is_train=True)

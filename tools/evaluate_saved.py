@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Re-evaluate a saved person-search results file without the model.
+
+    python tools/evaluate_saved.py OUTPUT/inference/search_results.pth --det-thresh 0.3
+    python tools/evaluate_saved.py FILE --variants gallery_100 gallery_4000 --cbgm
+    python tools/evaluate_saved.py FILE --dataset cuhk_sysu_test   # protocol from the catalog
+
+The file (written by ``PersonSearchEvaluator``) holds every detection, embedding, the ground
+truth and the evaluated protocol variants; ``--dataset`` instead re-reads the protocol and ground
+truth of a registered dataset (its files must be present), e.g. to evaluate other variants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import OrderedDict
+
+import person_search  # noqa: F401  (compat layer first: registers datasets)
+
+# isort: split
+from detectron2.utils.logger import setup_logger
+
+from person_search.evaluation.cbgm import CBGMParams
+from person_search.evaluation.person_search_evaluator import (
+    compute_person_search_metrics,
+    format_results_table,
+    load_protocol_and_ground_truth,
+)
+from person_search.evaluation.saved_results import load_search_results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("file", help="search_results.pth written by PersonSearchEvaluator")
+    parser.add_argument(
+        "--det-thresh", type=float, default=None, help="detection score threshold (default: saved)"
+    )
+    parser.add_argument(
+        "--variants", nargs="+", default=None, help="protocol variants (default: all available)"
+    )
+    parser.add_argument(
+        "--dataset", default=None, help="take protocol and ground truth from this dataset"
+    )
+    parser.add_argument("--cbgm", action="store_true", help="apply CBGM re-ranking")
+    parser.add_argument("--k1", type=int, default=10, help="CBGM gallery images (PRW: 30)")
+    parser.add_argument("--k2", type=int, default=3, help="CBGM context persons (PRW: 4)")
+    parser.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> OrderedDict:
+    """Run the evaluation; returns the metrics dict (percent) and prints the table."""
+    args = parse_args(argv)
+    logger = setup_logger(name="person_search")
+    saved = load_search_results(args.file)
+    protocol, ground_truth = saved.protocol, saved.ground_truth
+    dataset_name = saved.dataset_name
+    if args.dataset is not None:
+        dataset_name = args.dataset
+        protocol, ground_truth = load_protocol_and_ground_truth(dataset_name)
+        if list(protocol.gallery_image_ids) != list(saved.protocol.gallery_image_ids):
+            raise ValueError(
+                f"{args.file}: its gallery images differ from those of dataset {dataset_name!r}"
+            )
+        if len(protocol.queries) != len(saved.query_embeddings):
+            raise ValueError(
+                f"{args.file}: {len(saved.query_embeddings)} query embeddings, dataset "
+                f"{dataset_name!r} has {len(protocol.queries)} queries"
+            )
+    det_thresh = saved.settings["det_thresh"] if args.det_thresh is None else args.det_thresh
+    if not 0.0 <= det_thresh <= 1.0:
+        raise ValueError(f"--det-thresh must be in [0, 1], got {det_thresh}")
+    names = args.variants or list(protocol.variant_loaders)
+    variants = [protocol.variant(n) for n in names]
+    cbgm = CBGMParams(k1=args.k1, k2=args.k2) if args.cbgm else None
+    results, per_variant = compute_person_search_metrics(
+        protocol,
+        ground_truth,
+        saved.detections,
+        saved.query_embeddings,
+        det_thresh=det_thresh,
+        variants=variants,
+        cbgm=cbgm,
+    )
+    table = format_results_table(
+        results, per_variant, dataset_name=dataset_name, det_thresh=det_thresh, cbgm=cbgm
+    )
+    logger.info(f"{args.file}\n{table}")
+    if args.json:
+        tmp = f"{args.json}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(tmp, args.json)
+    return results
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

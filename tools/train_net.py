@@ -1,0 +1,30 @@
+#!/usr/bin/env python
+"""Train or evaluate any model of the library (person search or re-id) from a config file.
+
+    python tools/train_net.py --config-file configs/oim/oim_R50_cuhk_sysu.yaml
+    python tools/train_net.py --config-file configs/oim/oim_R50_cuhk_sysu.yaml --num-gpus 4
+    python tools/train_net.py --config-file CFG --resume                 # continue OUTPUT_DIR
+    python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS model_final.pth
+
+Trailing ``KEY VALUE`` pairs override the config (an unknown key is an error).
+"""
+
+# person_search first: it applies the compat fixes Detectron2 needs, and registers everything.
+from person_search.engine import Trainer, default_argument_parser, launch, main
+
+
+def run(args):
+    return main(args, Trainer)
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        run,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
