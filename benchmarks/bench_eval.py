@@ -7,7 +7,8 @@ CUHK-SYSU size: 6,978 gallery images, 2,900 queries, galleries of 100 and 4,000 
 PRW size: 6,112 frames in 6 cameras, 2,057 queries, all frames (and cross-camera) as gallery.
 Every image holds about ``--dets-per-image`` stored detections (scores uniform in [0.05, 1],
 so about half pass the default 0.5 threshold), embeddings ``--dim``-d. For each variant it
-prints the vectorised evaluation time and, measured in the same run, the time of the plain
+prints the vectorised evaluation time (wall and process CPU time: on a shared machine the CPU
+time is the steadier figure) and, measured in the same run, the time of the plain
 per-query per-image loop specification (:mod:`person_search.evaluation.search_metrics_loop`) on
 the first ``--loop-queries`` queries, with the speed ratio per query; it also checks that both
 give the same numbers on those queries. Then detection metrics, CBGM, and save/load of the
@@ -133,15 +134,16 @@ def prw_like(rng, dim, dets_per_image):
 
 def bench(name, protocol, gt, dets, query_emb, args):
     print(
-        f"\n== {name}: {dets.num_images} images, {len(dets.scores)} stored detections "
+        f"\n== {name} (load average {os.getloadavg()[0]:.1f}): {dets.num_images} images, "
+        f"{len(dets.scores)} stored detections "
         f"({int((dets.scores >= args.det_thresh).sum())} >= {args.det_thresh}), "
         f"{len(protocol.queries)} queries, dim {dets.embeddings.shape[1]}"
     )
     for vname in protocol.variant_loaders:
         v = protocol.variant(vname)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = evaluate_search(protocol, dets, query_emb, det_thresh=args.det_thresh, variants=[v])
-        fast = time.perf_counter() - t0
+        fast, fast_cpu = time.perf_counter() - t0, time.process_time() - c0
         s = res[vname].summary()
         t0 = time.perf_counter()
         ref = evaluate_variant_loop(
@@ -154,7 +156,8 @@ def bench(name, protocol, gt, dets, query_emb, args):
         ) and np.array_equal(res[vname].topk_hits[:n], ref.topk_hits)
         ratio = (loop / n) / (fast / len(v.query_indices))
         print(
-            f"{vname:>14}: vectorised {fast:6.2f} s for {len(v.query_indices)} queries "
+            f"{vname:>14}: vectorised {fast:6.2f} s (CPU {fast_cpu:.2f} s) for "
+            f"{len(v.query_indices)} queries "
             f"(mAP {100 * s['mAP']:.2f}, top-1 {100 * s['top1']:.2f}) | loop {loop:6.2f} s for "
             f"{n} queries -> {ratio:,.0f}x faster per query; same numbers: {same}"
         )

@@ -96,7 +96,7 @@ class PersonSearchDatasetMapper:
         if not self.is_train:
             return dataset_dict
         annos = [
-            utils.transform_instance_annotations(copy.deepcopy(a), transforms, image_shape)
+            utils.transform_instance_annotations(_float_box(a), transforms, image_shape)
             for a in dataset_dict.pop("annotations", ())
         ]
         with_segm = [("segmentation" in a) for a in annos]
@@ -117,3 +117,11 @@ class PersonSearchDatasetMapper:
         ).reshape(-1)
         dataset_dict["instances"] = utils.filter_empty_instances(instances)
         return dataset_dict
+
+
+def _float_box(annotation: dict) -> dict:
+    """A deep copy of ``annotation`` with a float ``bbox``: Detectron2 transforms the box in place
+    in an array of the box's own dtype, which truncates integer coordinates after a resize."""
+    annotation = copy.deepcopy(annotation)
+    annotation["bbox"] = [float(v) for v in annotation["bbox"]]
+    return annotation

@@ -44,7 +44,9 @@ class QueryGalleries:
             ``SearchProtocol.gallery_image_ids``: the images to search. ``None`` means "every
             gallery image except the query's own image" (PRW), minus the query camera's images
             when ``cross_camera`` is set. A list may name an image twice (a quirk of CUHK-SYSU's
-            files): its detections are scored once, its ground truth counted twice.
+            files): its detections are scored once, its ground truth counted twice. A list may
+            name the query's own image (another quirk): it is searched as listed, as in the
+            community's evaluation, so that numbers compare with published tables.
         positives: per evaluated query, a pair ``(image_indices (k,) int64, boxes (k, 4)
             float64 XYXY_ABS)``: where the query person is in the searched images. These count
             in ``count_gt`` whether detected or not. Entries outside the searched images are

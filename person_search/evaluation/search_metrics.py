@@ -33,9 +33,11 @@ The rules follow ``person-search-protocol.md`` (the community's evaluation, as i
 Decisions where the protocol is silent or quirky:
 
 * **The query image in an explicit list.** CUHK-SYSU's ``TestG<N>`` files are evaluated exactly
-  as listed, so that numbers compare with published tables: two queries list their own image
-  (one with the identical box, one with another box of the same person); that image is searched
-  like any other. The query image is excluded only when the variant's gallery is ``None``.
+  as listed, as the community's evaluation (OIM, SeqNet) does, so that numbers compare with
+  published tables: two queries list their own image (one with the identical box, one with
+  another box of the same person); that image is searched like any other and its positive
+  counts. The query image is excluded only when the variant's gallery is ``None`` (PRW, and the
+  CUHK-SYSU full-set variant), where the protocol builds the gallery itself.
 * **Queries without ground truth in their gallery**: skipped and counted (see above).
 * **CBGM** (optional, :mod:`person_search.evaluation.cbgm`): applied to the similarities before
   the true positives are chosen, as SeqNet does.
@@ -75,6 +77,9 @@ DEFAULT_QUERY_CHUNK = 128  # queries per similarity matmul (memory: chunk x #det
 # similarities by gathering the searched embeddings per query; larger ones (and "all but the
 # query image") by one matmul of a chunk of queries against every detection.
 SPARSE_GALLERY_FRACTION = 1 / 16
+# Up to this many true positives, "detections at least as similar as each true positive" is
+# counted by comparisons (count_tp x n) rather than by sorting the query's n similarities.
+_MAX_TP_COUNTED_BY_COMPARISON = 32
 _NORM_EPS = 1e-12
 
 
@@ -256,8 +261,17 @@ class _QueryScorer:
         query_image: int,
         query_camera: int,
         cross_camera: bool,
+        sparse: bool,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Boolean mask (G,) of searched images and the searched detections' indices (n,)."""
+        """Boolean mask (G,) of searched images and the searched detections' indices (n,).
+
+        Args:
+            gallery: (N_q,) listed gallery images, or ``None`` for every gallery image.
+            query_image: gallery index of the query's own image, -1 if none; left out of the
+                search when ``gallery`` is ``None`` (an explicit list is searched as listed).
+            sparse: the searched images are few: gather their detection ranges instead of
+                testing every detection's image.
+        """
         keep = np.zeros(self.num_images, dtype=bool)
         if gallery is None:
             keep[:] = True
@@ -269,11 +283,11 @@ class _QueryScorer:
             if query_camera < 0:
                 raise ValueError("cross-camera evaluation needs the query's camera id (got -1)")
             keep &= self.camera_ids != query_camera
-        if gallery is None or cross_camera:
-            det_idx = np.flatnonzero(keep[self.det_image])
-        else:
+        if sparse:
             images = np.flatnonzero(keep)
             det_idx = expand_ranges(self.dets.offsets[images], self.dets.offsets[images + 1])
+        else:
+            det_idx = np.flatnonzero(keep[self.det_image])
         return keep, det_idx
 
     def score(
@@ -314,13 +328,16 @@ class _QueryScorer:
         cand_sims = np.where(ok, sims[cand], -np.inf)
         nonempty = counts > 0
         best = np.maximum.reduceat(cand_sims, (np.cumsum(counts) - counts)[nonempty])
-        tp_sims = np.sort(best[np.isfinite(best)])
+        tp_sims = np.sort(best[np.isfinite(best)])  # the true positives' similarities
         count_tp = len(tp_sims)
         if count_tp == 0:
             return 0.0, hits, count_gt, 0
-        all_sorted = np.sort(sims[det_idx])
-        n = len(all_sorted)
-        num_ge = n - np.searchsorted(all_sorted, tp_sims, side="left")  # all dets >= each TP
+        searched_sims = sims[det_idx]
+        if count_tp <= _MAX_TP_COUNTED_BY_COMPARISON:  # count_tp * n comparisons
+            num_ge = np.count_nonzero(searched_sims[None, :] >= tp_sims[:, None], axis=1)
+        else:  # n log n
+            all_sorted = np.sort(searched_sims)
+            num_ge = len(all_sorted) - np.searchsorted(all_sorted, tp_sims, side="left")
         tp_ge = count_tp - np.searchsorted(tp_sims, tp_sims, side="left")  # TPs >= each TP
         ap = float(np.sum(tp_ge / num_ge) / count_gt)
         negatives_ge_best = num_ge[-1] - tp_ge[-1]
@@ -437,7 +454,11 @@ def evaluate_search(
                     continue
                 gallery = None if v.galleries is None else np.asarray(v.galleries[pos])
                 keep, det_idx = scorer.searched(
-                    gallery, int(query_image[qi]), int(query_camera[qi]), v.cross_camera
+                    gallery,
+                    int(query_image[qi]),
+                    int(query_camera[qi]),
+                    v.cross_camera,
+                    bool(sparse[i]),
                 )
                 if sparse[i]:
                     sims = sims_buffer

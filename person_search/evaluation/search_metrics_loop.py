@@ -42,10 +42,10 @@ def evaluate_variant_loop(
         query = protocol.queries[qi]
         q = query_embeddings[qi] / max(np.linalg.norm(query_embeddings[qi]), 1e-12)
         q = q.astype(np.float32)
-        if variant.galleries is None:
+        if variant.galleries is None:  # all but the query's own image
             own = index_of_image.get(query.image_id, -1)
             images = [g for g in range(detections.num_images) if g != own]
-        else:
+        else:  # an explicit list is searched as listed
             images = [int(g) for g in variant.galleries[pos]]
         if variant.cross_camera:
             images = [g for g in images if protocol.gallery_camera_ids[g] != query.camera_id]

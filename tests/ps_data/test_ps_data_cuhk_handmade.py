@@ -227,7 +227,9 @@ def test_bad_idname(cuhk_root):
     bad = [_query_record("s3.jpg", [1, 1, 10, 10], "nine", [("s4.jpg", None)])]
     path = os.path.join(cuhk_root, "annotation", "test", "train_test", "TestG100.mat")
     scipy.io.savemat(path, {"TestG100": _struct(bad)})
-    with pytest.raises(AnnotationError, match="TestG100.mat.*'nine'"):
+    with pytest.raises(
+        AnnotationError, match=r"TestG100.mat: TestG100\[0\].Query.idname: .*'nine'"
+    ):
         load_cuhk_sysu_test(cuhk_root)
 
 
@@ -253,3 +255,29 @@ def test_squeezed_and_cell_nesting(cuhk_root):
     scipy.io.savemat(os.path.join(ann, "Images.mat"), {"Img": cells})
     scipy.io.savemat(os.path.join(ann, "pool.mat"), {"pool": _cell(POOL).T})
     assert load_cuhk_sysu_train(cuhk_root) == expected
+
+
+def test_all_six_gallery_sizes(cuhk_root):
+    """Every TestG<N>.mat present becomes a variant gallery_<N>, read when it is asked for."""
+    protocol_dir = os.path.join(cuhk_root, "annotation", "test", "train_test")
+    for n in (500, 1000, 2000, 4000):
+        scipy.io.savemat(
+            os.path.join(protocol_dir, f"TestG{n}.mat"), {f"TestG{n}": _struct(QUERIES)}
+        )
+    _, protocol = load_cuhk_sysu_test(cuhk_root)
+    sizes = (50, 100, 500, 1000, 2000, 4000)
+    assert set(protocol.variant_loaders) == {f"gallery_{n}" for n in sizes} | {
+        "occlusion",
+        "resolution",
+        "all",
+    }
+    assert protocol.default_variant == "gallery_100"
+    for n in sizes:
+        assert protocol.variant(f"gallery_{n}").galleries[0].tolist() == [1, 1, 2]
+    # A file with the wrong variable name fails when its variant is built, naming file and name.
+    scipy.io.savemat(os.path.join(protocol_dir, "TestG2000.mat"), {"TestG200": _struct(QUERIES)})
+    _, protocol = load_cuhk_sysu_test(cuhk_root)
+    with pytest.raises(
+        AnnotationError, match=r"TestG2000.mat: missing variable\(s\) \['TestG2000'\]"
+    ):
+        protocol.variant("gallery_2000")

@@ -179,3 +179,74 @@ def test_loaders_on_toy(toy_prw, tmp_path, monkeypatch):
     cfg.DATALOADER.SAMPLER_TRAIN = "RepeatFactorTrainingSampler"
     with pytest.raises(ValueError, match="SAMPLER_TRAIN"):
         build_person_search_train_loader(cfg)
+
+
+def test_config_shortest_edge_and_max_size(image_dict):
+    """INPUT.MIN_SIZE_* / MAX_SIZE_* drive the resize. 40x60 with short edge 80, max 100:
+    80x120 exceeds 100, so 100/120 more -> 66.67x100 -> rounded to 67x100 (Detectron2 rounds
+    each side); boxes scale by 100/60 in x and 67/40 in y."""
+    cfg = get_cfg()
+    cfg.INPUT.MIN_SIZE_TRAIN = (2 * HEIGHT,)
+    cfg.INPUT.MAX_SIZE_TRAIN = 100
+    cfg.INPUT.MIN_SIZE_TEST = 2 * HEIGHT
+    cfg.INPUT.MAX_SIZE_TEST = 100
+    cfg.INPUT.RANDOM_FLIP = "none"
+    sx, sy = 100 / 60, 67 / 40
+    expected = torch.tensor(
+        [[10 * sx, 5 * sy, 20 * sx, 25 * sy], [30 * sx, 10 * sy, 50 * sx, 35 * sy]]
+    )
+    out = build_person_search_mapper(cfg, True)(image_dict)
+    assert out["image"].shape == (3, 67, 100)
+    torch.testing.assert_close(out["instances"].gt_boxes.tensor, expected)
+    assert out["instances"].gt_pids.tolist() == [3, -1]
+    # Test mode: same resize, no instances; the query box goes through the same resize.
+    query = {k: v for k, v in image_dict.items() if k != "annotations"}
+    query.update(query_index=0, query_box=[10.0, 5.0, 20.0, 25.0], person_id=3)
+    out = build_person_search_mapper(cfg, False)(query)
+    assert out["image"].shape == (3, 67, 100)
+    torch.testing.assert_close(out["query_boxes"].tensor, expected[:1])
+
+
+def test_config_random_flip(image_dict):
+    """RANDOM_FLIP="horizontal" flips about half the time; each output is exactly one of the
+    two: scale 2, then x -> 120 - x when flipped. Test mode never flips."""
+    cfg = get_cfg()
+    cfg.INPUT.MIN_SIZE_TRAIN = (2 * HEIGHT,)
+    cfg.INPUT.MIN_SIZE_TEST = 2 * HEIGHT
+    cfg.INPUT.RANDOM_FLIP = "horizontal"
+    plain = torch.tensor([[20.0, 10, 40, 50], [60, 20, 100, 70]])
+    flipped = torch.tensor([[80.0, 10, 100, 50], [20, 20, 60, 70]])
+    train = build_person_search_mapper(cfg, True)
+    seen = set()
+    for _ in range(40):
+        boxes = train(image_dict)["instances"].gt_boxes.tensor
+        seen.add("flipped" if torch.equal(boxes, flipped) else "plain")
+        assert torch.equal(boxes, flipped) or torch.equal(boxes, plain)
+    assert seen == {"flipped", "plain"}  # fails with probability 2 * 0.5**40
+    query = {k: v for k, v in image_dict.items() if k != "annotations"}
+    query.update(query_index=0, query_box=[10.0, 5.0, 20.0, 25.0], person_id=3)
+    test = build_person_search_mapper(cfg, False)
+    for _ in range(10):
+        torch.testing.assert_close(test(query)["query_boxes"].tensor, plain[:1])
+
+
+def test_query_mapper_on_toy_cuhk(toy_cuhk, tmp_path, monkeypatch):
+    """Every toy CUHK-SYSU query box, read from TestG*.mat, scales with its image exactly."""
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    shutil.copytree(toy_cuhk[0], tmp_path / "toy_cuhk_sysu")
+    cfg = get_cfg()
+    cfg.INPUT.MIN_SIZE_TEST = 120
+    cfg.INPUT.MAX_SIZE_TEST = 150
+    mapper = build_person_search_mapper(cfg, False)
+    queries = [d for d in DatasetCatalog.get("toy_cuhk_sysu_test") if "query_index" in d]
+    assert queries
+    for q in queries:
+        out = mapper(q)
+        _, new_h, new_w = out["image"].shape
+        assert min(new_h, new_w) <= 120 and max(new_h, new_w) <= 150
+        x1, y1, x2, y2 = q["query_box"]
+        sx, sy = new_w / q["width"], new_h / q["height"]
+        torch.testing.assert_close(
+            out["query_boxes"].tensor, torch.tensor([[x1 * sx, y1 * sy, x2 * sx, y2 * sy]])
+        )
+        assert out["person_id"] == q["person_id"] and out["query_index"] == q["query_index"]

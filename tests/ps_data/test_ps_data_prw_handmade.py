@@ -67,6 +67,22 @@ def test_train_relabel_clip_and_variables(prw_root):
     assert first[0]["bbox"] == [10, 10, 30, 50]  # x2 = x + w
     assert first[1]["bbox"] == [0, 3, 5, 23]  # x = -5 clipped to 0, right edge kept
     assert [a["person_id"] for a in dicts[1]["annotations"]] == [0, 2]  # anno_file read
+    assert [a["original_person_id"] for a in first] == [932, -1, 5]  # PRW's id kept
+
+
+def test_train_relabels_the_483_real_ids(prw_root):
+    """The real training ids 1..478, 480..483 and 932: 483 identities, 932 -> 482, 480 -> 478."""
+    real = [*range(1, 479), *range(480, 484), 932]
+    rows = [[pid, 1 + pid % 50, 2, 5, 9] for pid in reversed(real)] + [[-2, 3, 3, 4, 4]]
+    path = os.path.join(prw_root, "annotations", "c2s1_000002.jpg.mat")
+    scipy.io.savemat(path, {"box_new": np.asarray(rows, np.float64)})
+    dicts, num_ids = load_prw_train(prw_root)
+    assert num_ids == 483  # ids of c1s1_000001 (932, 5) are among them
+    annos = dicts[1]["annotations"]
+    relabel = {a["original_person_id"]: a["person_id"] for a in annos}
+    assert relabel[1] == 0 and relabel[478] == 477 and relabel[480] == 478
+    assert relabel[483] == 481 and relabel[932] == 482 and relabel[-1] == -1
+    assert sorted(a["person_id"] for a in annos if a["person_id"] >= 0) == list(range(483))
 
 
 def test_test_protocol(prw_root):
@@ -139,3 +155,13 @@ def test_missing_split_variable(prw_root):
 def test_strict_sizes(prw_root):
     with pytest.raises(AnnotationError, match="expected 5704 train_frames, found 2"):
         load_prw_train(prw_root, strict_sizes=True)
+
+
+def test_identity_twice_in_a_frame_counts_once(prw_root):
+    """An annotation listing one identity twice in a frame: that frame is one positive."""
+    path = os.path.join(prw_root, "annotations", "c3s1_000005.jpg.mat")
+    rows = [[8, 1, 1, 4, 4], [8, 30, 1, 4, 8]]
+    scipy.io.savemat(path, {"box_new": np.asarray(rows, np.float64)})
+    _, protocol = load_prw_test(prw_root)
+    images, boxes = protocol.variant("all").positives[1]  # query pid 8 in frame 1
+    assert images.tolist() == [2] and boxes.tolist() == [[1, 1, 5, 5]]

@@ -9,14 +9,18 @@ import os
 
 import numpy as np
 import pytest
+import scipy.io
+from PIL import Image
 from ps_data_helpers import TOY_CUHK_SIZES, TOY_PRW_SIZES, load_tool
 
+from person_search.data.datasets import load_cuhk_sysu_test, load_cuhk_sysu_train
 from person_search.data.toy import (
     PARSING_CLASSES,
     make_identities,
     make_toy_dataset,
     render_person,
 )
+from person_search.data.toy.scenes import ScenePerson, compose_scene
 
 TINY_PRW = {
     "num_train_ids": 2,
@@ -167,3 +171,58 @@ def test_prw_sizes_in_summary(toy_prw):
     _, summary = toy_prw
     assert summary["train_frames"] == TOY_PRW_SIZES["num_train_frames"]
     assert summary["queries"] >= TOY_PRW_SIZES["num_test_ids"]
+
+
+def test_cuhk_scenes_persons_scales_occlusion(toy_cuhk):
+    """Several persons per scene at several scales, labelled and unlabelled; some query persons
+    partly hidden (Occlusion.mat stores 1 - visible fraction of the body)."""
+    root, _ = toy_cuhk
+    train, _ = load_cuhk_sysu_train(root)
+    test, _ = load_cuhk_sysu_test(root)
+    scenes = train + [d for d in test if "query_index" not in d]
+    per_image = np.array([len(d["annotations"]) for d in scenes])
+    assert per_image.min() >= 1 and per_image.max() >= 3
+    assert np.mean(per_image >= 2) >= 0.5
+    heights = np.array([a["bbox"][3] - a["bbox"][1] for d in scenes for a in d["annotations"]])
+    rel = heights / np.repeat([d["height"] for d in scenes], per_image)
+    assert rel.min() < 0.45 and rel.max() > 0.6  # drawn from 30%..75% of the image height
+    for split in (train, test):
+        pids = [a["person_id"] for d in split if "annotations" in d for a in d["annotations"]]
+        assert any(p >= 0 for p in pids) and any(p == -1 for p in pids)
+    occ = scipy.io.loadmat(os.path.join(root, "annotation", "test", "subset", "Occlusion.mat"))
+    occluded = [float(np.squeeze(r["occlusion"])) for r in occ["Occlusion1"].reshape(-1)]
+    assert max(occluded) > 0.1
+
+
+def test_prw_cameras_lighting_and_backgrounds(toy_prw):
+    """Each camera has its own background and lighting: the mean colour of the top image rows
+    (wall, rarely covered by a person's head) varies more across cameras than within one."""
+    root, _ = toy_prw
+    by_camera: dict[str, list[np.ndarray]] = {}
+    for path in sorted(glob.glob(os.path.join(root, "frames", "*.jpg"))):
+        with Image.open(path) as im:
+            top = np.asarray(im.convert("RGB"), dtype=np.float64)[:20]
+        by_camera.setdefault(os.path.basename(path)[:2], []).append(top.mean(axis=(0, 1)))
+    assert len(by_camera) == TOY_PRW_SIZES["num_cameras"]
+    means = {c: np.mean(v, axis=0) for c, v in by_camera.items()}
+    within = np.mean([np.linalg.norm(v - means[c], axis=1).mean() for c, v in by_camera.items()])
+    cams = sorted(means)
+    across = np.mean(
+        [np.linalg.norm(means[a] - means[b]) for i, a in enumerate(cams) for b in cams[i + 1 :]]
+    )
+    assert across > 2 * within
+
+
+def test_compose_scene_occlusion_and_brightness():
+    """A person standing in front hides part of the one behind; brightness scales the image."""
+    ids = make_identities(2, seed=0)
+    back = ScenePerson(ids[0], (20, 10, 30, 80))  # bottom at 90
+    front = ScenePerson(ids[1], (35, 20, 30, 80))  # bottom at 100: drawn later, in front
+    background = np.full((120, 100, 3), 100.0)
+    for seed in range(20):  # a seed without a random scene occluder
+        image, vis = compose_scene(background, [back, front], np.random.default_rng(seed))
+        if vis[1] == 1.0:
+            break
+    assert vis[1] == 1.0 and 0.2 < vis[0] < 0.95
+    dim, _ = compose_scene(background, [back, front], np.random.default_rng(seed), brightness=0.5)
+    np.testing.assert_allclose(dim.astype(float), np.rint(image / 2.0), atol=1.0)

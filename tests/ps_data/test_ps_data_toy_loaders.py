@@ -134,3 +134,78 @@ def test_real_names_are_strict(toy_prw, tmp_path, monkeypatch):
         DatasetCatalog.get("prw_train")
     with pytest.raises(FileNotFoundError, match="cuhk_sysu"):
         DatasetCatalog.get("cuhk_sysu_train")
+
+
+def _fields(arr: np.ndarray) -> tuple[str, ...]:
+    return tuple(arr.dtype.names or ())
+
+
+def test_toy_cuhk_files_have_the_real_nesting(toy_cuhk):
+    """The toy MAT files nest as loadmat returns the real ones (struct arrays, cells, 1x4 boxes,
+    0x0 empty boxes), checked here directly, without the loader."""
+    root, summary = toy_cuhk
+    ann = os.path.join(root, "annotation")
+    img = scipy.io.loadmat(os.path.join(ann, "Images.mat"))["Img"]
+    assert img.shape == (1, summary["images"])
+    assert _fields(img) == ("imname", "nAppear", "box")
+    box = img[0, 0]["box"]
+    assert box.shape[0] == 1 and _fields(box) == ("idlocate", "ishard")
+    assert box[0, 0]["idlocate"].shape == (1, 4)
+    assert img[0, 0]["imname"].dtype.kind == "U"
+    pool = scipy.io.loadmat(os.path.join(ann, "pool.mat"))["pool"]
+    assert pool.shape == (summary["test_images"], 1) and pool.dtype == object
+    train = scipy.io.loadmat(os.path.join(ann, "test", "train_test", "Train.mat"))["Train"]
+    assert train.shape == (summary["train_ids"], 1) and train.dtype == object
+    ident = train[0, 0]
+    assert ident.shape == (1, 1) and _fields(ident) == ("idname", "nAppear", "scene")
+    assert _fields(ident[0, 0]["scene"]) == ("imname", "idlocate", "ishard")
+    for n in summary["gallery_sizes"]:
+        path = os.path.join(ann, "test", "train_test", f"TestG{n}.mat")
+        protoc = scipy.io.loadmat(path)[f"TestG{n}"]
+        assert protoc.shape == (1, summary["queries"]) and _fields(protoc) == ("Query", "Gallery")
+        query, gallery = protoc[0, 0]["Query"], protoc[0, 0]["Gallery"]
+        assert query.shape == (1, 1)
+        assert _fields(query) == ("imname", "idlocate", "ishard", "idname")
+        assert gallery.shape == (1, n) and _fields(gallery) == ("imname", "idlocate", "ishard")
+        boxes = [g["idlocate"].shape for g in gallery[0]]
+        assert boxes[0] == (1, 4) and boxes[-1] == (0, 0)  # persons first, then absent
+    for file_name, variable in (("Occlusion.mat", "Occlusion1"), ("Resolution.mat", "Test_Size")):
+        subset = scipy.io.loadmat(os.path.join(ann, "test", "subset", file_name))[variable]
+        assert {"Query", "Gallery"} <= set(_fields(subset))
+
+
+def test_toy_prw_files_have_the_real_nesting(toy_prw):
+    root, summary = toy_prw
+    frames = scipy.io.loadmat(os.path.join(root, "frame_test.mat"))["img_index_test"]
+    assert frames.shape == (summary["test_frames"], 1) and frames.dtype == object
+    name = str(frames[0, 0][0])
+    assert not name.endswith(".jpg")
+    data = scipy.io.loadmat(os.path.join(root, "annotations", name + ".jpg.mat"))
+    (variable,) = [k for k in data if not k.startswith("__")]
+    rows = data[variable]
+    assert variable in ("box_new", "anno_file", "anno_previous")
+    assert rows.ndim == 2 and rows.shape[1] == 5 and rows.dtype == np.float64
+    with open(os.path.join(root, "query_info.txt"), "rb") as f:
+        lines = f.read().split(b"\r\n")
+    assert lines[-1] == b"" and len(lines) - 1 == summary["queries"]
+    assert all(len(line.split()) == 6 for line in lines[:-1])
+
+
+def test_toy_prw_negative_coordinates_are_clipped(toy_prw):
+    """Some toy persons stick out of the left border (x < 0) like in the real files; the loader
+    clips x1 to 0 and keeps x2 = x + w."""
+    root, _ = toy_prw
+    stored = {}
+    for path in glob.glob(os.path.join(root, "annotations", "*.jpg.mat")):
+        data = scipy.io.loadmat(path)
+        (variable,) = [k for k in data if not k.startswith("__")]
+        stored[os.path.basename(path)[: -len(".mat")]] = data[variable]
+    negative = {name: rows for name, rows in stored.items() if (rows[:, 1] < 0).any()}
+    assert negative
+    train, _ = load_prw_train(root)
+    dicts = train + [d for d in load_prw_test(root)[0] if "query_index" not in d]
+    by_id = {d["image_id"]: d for d in dicts}
+    for name, rows in negative.items():
+        row = rows[np.argmin(rows[:, 1])]
+        boxes = [a["bbox"] for a in by_id[name]["annotations"]]
+        assert [0.0, row[2], row[1] + row[3], row[2] + row[4]] in boxes

@@ -28,15 +28,18 @@ def _random_case(seed: int):
         per_image.append((boxes, scores, embs))
     dets = GalleryDetections.from_per_image(per_image, DIM)
     gt_boxes = np.array(gt_boxes)
+    query_images = rng.integers(0, num_images, num_queries)
     queries = [
         SearchQuery(f"{int(g)}.jpg", gt_boxes[g], person_id=i, camera_id=int(cams[g]))
-        for i, g in enumerate(rng.integers(0, num_images, num_queries))
+        for i, g in enumerate(query_images)
     ]
     qidx = np.arange(num_queries)
     galleries, positives, all_pos = [], [], []
     for i in range(num_queries):
         gal = rng.choice(num_images, 8, replace=False)
         gal = np.r_[gal, gal[:1]] if i % 3 == 0 else gal  # some images listed twice
+        if i % 4 == 1:  # some lists name the query's own image (searched as listed)
+            gal[0] = query_images[i]
         holds = gal[: int(rng.integers(0, 4))]
         galleries.append(gal)
         positives.append((holds, gt_boxes[holds]))
@@ -66,8 +69,10 @@ def _random_case(seed: int):
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("det_thresh", [0.5, 0.8])
 @pytest.mark.parametrize("sparse_fraction", [0.0, 1.0])  # per-query gather or chunk matmul
-def test_vectorised_equals_loop(seed, det_thresh, sparse_fraction, monkeypatch):
+@pytest.mark.parametrize("max_tp_compared", [0, 32])  # count ranks by sorting or by comparisons
+def test_vectorised_equals_loop(seed, det_thresh, sparse_fraction, max_tp_compared, monkeypatch):
     monkeypatch.setattr(search_metrics, "SPARSE_GALLERY_FRACTION", sparse_fraction)
+    monkeypatch.setattr(search_metrics, "_MAX_TP_COUNTED_BY_COMPARISON", max_tp_compared)
     protocol, dets, query_emb = _random_case(seed)
     fast = evaluate_search(protocol, dets, query_emb, det_thresh=det_thresh, chunk_size=5)
     for name, res in fast.items():

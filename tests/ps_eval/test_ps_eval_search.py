@@ -35,7 +35,8 @@ def test_average_precision_hand_values():
 
 
 def test_average_precision_matches_sklearn_on_random_ties():
-    metrics = pytest.importorskip("sklearn.metrics")
+    from sklearn import metrics  # in requirements.txt: the reference must not be skipped
+
     rng = np.random.default_rng(0)
     for _ in range(200):
         n = int(rng.integers(1, 40))
@@ -119,13 +120,33 @@ def test_duplicated_gallery_image_counts_gt_twice_scores_once():
     assert r.average_precision[0] == pytest.approx(0.25)
 
 
-def test_query_image_listed_in_its_gallery_is_searched_as_listed():
-    # CUHK-SYSU quirk: a TestG list naming the query image (with the query box). Kept as listed.
-    p, dets = _cuhk_like(gallery=(0, 1, 2), positives=[(0, QBOX), (1, GT_A)])
+@pytest.mark.parametrize(
+    "own_box",
+    [QBOX, [12.0, 8.0, 58.0, 112.0]],  # the identical box; another box of the same person
+    ids=["identical_box", "second_box"],
+)
+def test_query_image_listed_in_its_gallery_is_searched_as_listed(own_box):
+    # CUHK-SYSU quirks: a TestG list naming the query image with a box of the query person.
+    # The community's evaluation searches every listed image, so q.jpg is searched: its 1.0
+    # detection (IoU >= 0.84 with either box, threshold 0.5) is a TP ahead of a.jpg's:
+    # 1.0T .875N .75T .625N -> precisions 1, 2/3 -> AP 5/6; count_gt 2, count_tp 2; top-1 hit.
+    p, dets = _cuhk_like(gallery=(0, 1, 2), positives=[(0, own_box), (1, GT_A)])
     r = _one(p, dets, 0.5)
-    # 1.0T .875N .75T .625N -> AP = (1 + 2/3) / 2 = 5/6, count 2/2
+    assert (r.count_gt[0], r.count_tp[0]) == (2, 2)
     assert r.average_precision[0] == pytest.approx(5 / 6)
     np.testing.assert_array_equal(r.topk_hits[0], [True, True, True])
+
+
+def test_query_image_excluded_when_the_protocol_builds_the_gallery():
+    # No list (PRW, CUHK-SYSU full set): every gallery image but the query's own. The person is
+    # in q.jpg (own, not searched, not counted) and a.jpg: .875N .75T then b.jpg .625N, c.jpg
+    # .375N .25N -> AP 1/2; count_gt 1; top-1 miss, top-5 hit.
+    v = variant("all", [0], None, [[(0, QBOX), (1, GT_A)]])
+    p = protocol(["q.jpg", "a.jpg", "b.jpg", "c.jpg", "d.jpg"], [("q.jpg", QBOX, 7, -1)], [v])
+    r = _one(p, _cuhk_like()[1], 0.5)
+    assert (r.count_gt[0], r.count_tp[0]) == (1, 1)
+    assert r.average_precision[0] == pytest.approx(0.5)
+    np.testing.assert_array_equal(r.topk_hits[0], [False, True, True])
 
 
 def test_person_never_detected_gives_zero():

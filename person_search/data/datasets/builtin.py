@@ -18,10 +18,10 @@ name                    root (under ``$DETECTRON2_DATASETS``, default      stric
 
 The root is resolved when a dataset is loaded, so ``DETECTRON2_DATASETS`` may be set after
 import. Metadata set at registration: ``thing_classes=["person"]``,
-``evaluator_type="person_search"``, ``dataset_root_name``. Metadata set when the dataset is
-loaded (``DatasetCatalog.get(name)``): ``num_person_ids`` (train splits) and ``search_protocol``
-(a :class:`~person_search.data.search_protocol.SearchProtocol`, test splits). Loading again
-replaces them with the freshly read values.
+``evaluator_type="person_search"``, ``dataset_format`` (``"cuhk_sysu"`` / ``"prw"``). Metadata
+set when the dataset is loaded (``DatasetCatalog.get(name)``): ``num_person_ids`` (train splits)
+and ``search_protocol`` (a :class:`~person_search.data.search_protocol.SearchProtocol`, test
+splits). Loading again replaces them with the freshly read values.
 """
 
 from __future__ import annotations

@@ -269,7 +269,9 @@ def _read_query_file(path: str, variable: str, *, with_galleries: bool = True) -
         if box.size != 4:
             raise AnnotationError(f"{where}.Query.idlocate: the query box is empty")
         out.boxes[i] = box
-        out.person_ids[i] = _parse_idname(field(q, "idname", f"{where}.Query"), f"{where}.idname")
+        out.person_ids[i] = _parse_idname(
+            field(q, "idname", f"{where}.Query"), f"{where}.Query.idname"
+        )
         if not with_galleries:
             continue
         names, boxes = [], []
@@ -366,12 +368,15 @@ def _load_subset_variant(
 def _all_variant(
     query_person_ids: np.ndarray, gallery_ids: list[str], gallery_dicts: list[dict], queries
 ) -> QueryGalleries:
-    """Every test image is a gallery image (except the query's own); positives by identity."""
+    """Every test image is a gallery image (except the query's own); positives by identity, one
+    per image (the first box of the identity in it)."""
     by_pid: dict[int, tuple[list[int], list[list[float]]]] = {}
     for index, record in enumerate(gallery_dicts):
         for anno in record["annotations"]:
             if anno["person_id"] >= 0:
                 entry = by_pid.setdefault(anno["person_id"], ([], []))
+                if entry[0] and entry[0][-1] == index:
+                    continue  # a second box of the person in one image (a real-file quirk)
                 entry[0].append(index)
                 entry[1].append(anno["bbox"])
     own_index = {image_id: i for i, image_id in enumerate(gallery_ids)}

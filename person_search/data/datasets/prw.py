@@ -151,7 +151,8 @@ def load_prw_train(root: str, *, strict_sizes: bool = False) -> tuple[list[dict]
 
     Returns:
         dataset dicts (``person_id`` relabelled to 0..N-1 in sorted order of the original ids,
-        -1 unlabelled) and N, the number of labelled training identities.
+        -1 unlabelled; ``original_person_id`` keeps PRW's id, -1 unlabelled) and N, the number
+        of labelled training identities.
     """
     dicts, ids_per_frame = _load_frames(root, "train")
     all_ids = np.concatenate(ids_per_frame) if ids_per_frame else np.zeros(0, np.int64)
@@ -162,6 +163,7 @@ def load_prw_train(root: str, *, strict_sizes: bool = False) -> tuple[list[dict]
     relabel = {int(orig): new for new, orig in enumerate(labelled.tolist())}
     for record in dicts:
         for anno in record["annotations"]:
+            anno["original_person_id"] = anno["person_id"]
             if anno["person_id"] >= 0:
                 anno["person_id"] = relabel[anno["person_id"]]
     return dicts, len(labelled)
@@ -210,12 +212,15 @@ def _positives(
     cross_camera: bool,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per query: every test frame holding its identity, except its own frame (and, with
-    ``cross_camera``, except frames of its camera)."""
+    ``cross_camera``, except frames of its camera). A frame counts once, with the first box of
+    the identity in it (count_gt counts frames holding the person)."""
     by_pid: dict[int, tuple[list[int], list[list[float]]]] = {}
     for index, record in enumerate(gallery_dicts):
         for anno in record["annotations"]:
             if anno["person_id"] >= 0:
                 entry = by_pid.setdefault(anno["person_id"], ([], []))
+                if entry[0] and entry[0][-1] == index:
+                    continue  # the identity twice in one frame (an annotation error)
                 entry[0].append(index)
                 entry[1].append(anno["bbox"])
     out = []
