@@ -52,8 +52,8 @@ def add_reid_data_config(cfg: CN) -> None:
     cfg.INPUT.REID.LOAD_PARSING = False
     # Names of the part groups (order of the "part_masks" channels after the whole-body one).
     cfg.INPUT.REID.PARSING_PART_NAMES = LIP_PART_NAMES
-    # Raw parser class indices of each part group (same order as PARSING_PART_NAMES); the
-    # whole-body mask is the union of all groups. Default: the LIP grouping documented above.
+    # Raw parser class indices (0-255) of each part group (same order as PARSING_PART_NAMES);
+    # groups are disjoint; the whole-body mask is their union. Default: the LIP grouping above.
     cfg.INPUT.REID.PARSING_GROUPS = LIP_PART_GROUPS
 
     # Number of instances K per identity in a P x K training batch; P = SOLVER.IMS_PER_BATCH / K.

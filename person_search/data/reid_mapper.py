@@ -24,7 +24,13 @@ from detectron2.data import transforms as T
 from fvcore.transforms.transform import CropTransform, PadTransform, TransformList
 from PIL import Image
 
-__all__ = ["RandomErasing", "RandomPadCrop", "ReIDDatasetMapper", "group_parsing"]
+__all__ = [
+    "RandomErasing",
+    "RandomPadCrop",
+    "ReIDDatasetMapper",
+    "check_parsing_groups",
+    "group_parsing",
+]
 
 # How many random rectangles random erasing draws before giving up (Zhong et al.: 100).
 _ERASING_ATTEMPTS = 100
@@ -45,6 +51,25 @@ def group_parsing(parsing: np.ndarray, groups: Sequence[Sequence[int]]) -> np.nd
     parts = np.stack([np.isin(parsing, np.asarray(g, dtype=parsing.dtype)) for g in groups])
     whole = parts.any(axis=0, keepdims=True)
     return np.concatenate([whole, parts]).astype(np.float32)
+
+
+def check_parsing_groups(groups: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    """Validate a class grouping (``INPUT.REID.PARSING_GROUPS``): non-empty groups of distinct
+    class indices in [0, 255], no class in two groups. Returns it as tuples."""
+    out = tuple(tuple(int(c) for c in g) for g in groups)
+    seen: dict[int, int] = {}
+    for i, group in enumerate(out):
+        if not group:
+            raise ValueError(f"INPUT.REID.PARSING_GROUPS: group {i} is empty")
+        for c in group:
+            if not 0 <= c <= 255:
+                raise ValueError(f"INPUT.REID.PARSING_GROUPS: class {c} not in [0, 255]")
+            if c in seen and seen[c] != i:
+                raise ValueError(
+                    f"INPUT.REID.PARSING_GROUPS: class {c} is in groups {seen[c]} and {i}"
+                )
+            seen[c] = i
+    return out
 
 
 class RandomPadCrop(T.Augmentation):
@@ -131,6 +156,11 @@ def _read_parsing(path: str, shape: tuple[int, int]) -> np.ndarray:
         raise ValueError(
             f"parsing mask {path} must be one channel of class indices, got {parsing.shape}"
         )
+    if parsing.size and (parsing.min() < 0 or parsing.max() > 255):
+        raise ValueError(
+            f"parsing mask {path} holds values outside [0, 255] "
+            f"({parsing.min()}..{parsing.max()}); expected parser class indices"
+        )
     if parsing.shape != shape:
         raise ValueError(
             f"parsing mask {path} has size {parsing.shape}, its image has {shape} (height, width)"
@@ -186,7 +216,9 @@ class ReIDDatasetMapper:
         self.image_format = image_format
         self.erasing = erasing if is_train else None
         self.load_parsing = load_parsing
-        self.parsing_groups = None if parsing_groups is None else tuple(map(tuple, parsing_groups))
+        self.parsing_groups = (
+            None if parsing_groups is None else check_parsing_groups(parsing_groups)
+        )
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> dict:

@@ -34,9 +34,10 @@ class ReIDEvaluator(DatasetEvaluator):
     * "global+parts": the sum of the two.
 
     Optionally k-reciprocal re-ranking (:func:`k_reciprocal_rerank`) of the chosen distance.
-    Results ``{"reid": {"Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "num_valid_queries"}}`` in
-    percent (ranks above ``max_rank`` are not reported). Queries without a true match in the
-    gallery (after removing same-id same-camera entries and junk) are skipped and logged.
+    Results ``{"reid": {"Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "num_valid_queries",
+    "num_skipped_queries"}}``, metrics in percent (ranks above ``max_rank`` are not reported).
+    Queries without a true match in the gallery (after removing same-id same-camera entries and
+    junk) are left out of the means, counted in ``num_skipped_queries`` and logged.
     """
 
     @configurable
@@ -182,4 +183,5 @@ class ReIDEvaluator(DatasetEvaluator):
         metrics["mAP"] = 100.0 * res["mAP"]
         metrics["mINP"] = 100.0 * res["mINP"]
         metrics["num_valid_queries"] = res["num_valid_queries"]
+        metrics["num_skipped_queries"] = res["num_skipped_queries"]
         return OrderedDict({"reid": metrics})

@@ -1,4 +1,4 @@
-"""Re-id metrics and distances, vectorised (torch; numpy arrays accepted).
+"""Re-id metrics and distances, vectorised (tensors or numpy arrays accepted).
 
 Protocol (single query, see ``reid-protocol.md``): for each query the gallery is sorted by
 increasing distance (ties keep gallery order: a stable sort); gallery entries with the query's
@@ -21,30 +21,47 @@ __all__ = ["JUNK_PERSON_ID", "evaluate_reid", "feature_distance", "part_distance
 
 # Person id of junk gallery images (Market-1501's "-1"): ignored, neither match nor distractor.
 JUNK_PERSON_ID = -1
-# Queries processed together (bounds the (chunk, G) sort buffers to a few hundred MB).
-_QUERY_CHUNK = 256
+# Queries processed together (bounds the (chunk, G) int64 key buffer to ~65 MB at Market scale).
+_QUERY_CHUNK = 512
 _METRICS = ("cosine", "euclidean")
-# Sort key of absent entries (after every real key).
-_KEY_PAD = torch.iinfo(torch.int64).max
+# Category of a gallery entry for one query, stored in the two lowest bits of its sort key.
+_KEPT, _MATCH, _REMOVED = 0, 1, 2
+_CATEGORY_BITS = 2
+# Bits of the order-preserving image of a float32 distance in a sort key.
+_DISTANCE_BITS = 32
 
 
-def _rank_keys(dist: torch.Tensor) -> torch.Tensor:
-    """(Q, G) int64 keys ordered exactly like (distance, gallery index): ties keep gallery order.
+def _sort_keys(dist: np.ndarray, category: np.ndarray) -> np.ndarray:
+    """(C, G) int64 keys whose order is (distance, gallery index) and that carry ``category``.
 
-    The float32 bit pattern is mapped to an order-preserving int32 (negative floats have their
-    magnitude bits flipped), then combined with the column index, so keys are unique per row and
-    rank positions never depend on a sort's tie handling.
+    Key = ordered(distance) * 2^(b + 2) + index * 4 + category, with ordered() the
+    order-preserving map of float32 bit patterns to int32 (negative floats have their magnitude
+    bits flipped) and b the bits of a gallery index. Keys are unique per row, so a plain (fast,
+    unstable) sort gives the exact tie order "smaller gallery index first", and the category
+    of every entry is read back from the sorted keys without a gather.
     """
-    if torch.isnan(dist).any():
-        raise ValueError("the distance matrix contains NaN")
-    bits = (dist.float() + 0.0).contiguous().view(torch.int32)  # + 0.0 turns -0.0 into +0.0
-    ordered = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF).to(torch.int64)
-    return ordered * dist.shape[1] + torch.arange(dist.shape[1])[None, :]
+    num_g = dist.shape[1]
+    index_bits = max(1, (num_g - 1).bit_length())
+    if _DISTANCE_BITS + index_bits + _CATEGORY_BITS > 63:
+        raise ValueError(f"gallery of {num_g} entries is too large to rank")
+    bits = (dist + np.float32(0.0)).view(np.int32)  # a copy; + 0.0 turns -0.0 into +0.0
+    bits ^= (bits >> 31) & np.int32(0x7FFFFFFF)  # negative floats: flip the magnitude bits
+    keys = bits.astype(np.int64)
+    keys <<= index_bits + _CATEGORY_BITS
+    keys += np.arange(num_g, dtype=np.int64) << _CATEGORY_BITS
+    keys += category
+    return keys
 
 
 def _as_tensor(x, dtype=None) -> torch.Tensor:
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     return t if dtype is None else t.to(dtype)
+
+
+def _as_numpy(x, dtype) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=dtype)
 
 
 def feature_distance(query: torch.Tensor, gallery: torch.Tensor, metric: str) -> torch.Tensor:
@@ -125,8 +142,12 @@ def evaluate_reid(
 ) -> dict:
     """CMC, mAP and mINP of a (Q, G) distance matrix under the single-query protocol.
 
+    Vectorised over chunks of queries: one sort per row of packed (distance, index, category)
+    keys; the rank of a true match is its sorted position less the removed entries before it.
+
     Args:
-        dist: (Q, G) distances (smaller = more similar), tensor or array.
+        dist: (Q, G) distances (smaller = more similar), tensor or array; +inf allowed (ranked
+            last, ties in gallery order), NaN refused.
         q_pids, g_pids: (Q,), (G,) person ids; gallery id -1 = junk (ignored).
         q_camids, g_camids: (Q,), (G,) camera ids.
         max_rank: length of the returned CMC curve.
@@ -136,64 +157,60 @@ def evaluate_reid(
          "num_valid_queries": int, "num_skipped_queries": int, "AP": (Q,) numpy (nan for skipped
          queries)} -- fractions in [0, 1].
     """
-    dist = _as_tensor(dist, torch.float32)
-    q_pids, g_pids = _as_tensor(q_pids, torch.int64), _as_tensor(g_pids, torch.int64)
-    q_cams, g_cams = _as_tensor(q_camids, torch.int64), _as_tensor(g_camids, torch.int64)
+    dist = _as_numpy(dist, np.float32)
+    q_pids, g_pids = _as_numpy(q_pids, np.int64), _as_numpy(g_pids, np.int64)
+    q_cams, g_cams = _as_numpy(q_camids, np.int64), _as_numpy(g_camids, np.int64)
     num_q, num_g = dist.shape if dist.ndim == 2 else (-1, -1)
     if dist.ndim != 2 or q_pids.shape != (num_q,) or q_cams.shape != (num_q,):
-        raise ValueError(
-            f"dist (Q, G) and query ids (Q,) disagree: {tuple(dist.shape)}, {q_pids.shape}"
-        )
+        raise ValueError(f"dist (Q, G) and query ids (Q,) disagree: {dist.shape}, {q_pids.shape}")
     if g_pids.shape != (num_g,) or g_cams.shape != (num_g,):
-        raise ValueError(
-            f"dist (Q, G) and gallery ids (G,) disagree: {tuple(dist.shape)}, {g_pids.shape}"
-        )
+        raise ValueError(f"dist (Q, G) and gallery ids (G,) disagree: {dist.shape}, {g_pids.shape}")
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
-    ap = torch.full((num_q,), float("nan"), dtype=torch.float64)
-    inp = torch.full((num_q,), float("nan"), dtype=torch.float64)
-    first = torch.full((num_q,), -1, dtype=torch.int64)  # 0-based rank of the first match
+    if np.isnan(dist).any():
+        raise ValueError("the distance matrix contains NaN")
+    ap = np.full(num_q, np.nan)
+    inp = np.full(num_q, np.nan)
+    first = np.full(num_q, -1, dtype=np.int64)  # 0-based rank of the first true match
+    junk = g_pids == JUNK_PERSON_ID
     for start in range(0, num_q, _QUERY_CHUNK):
         sl = slice(start, min(start + _QUERY_CHUNK, num_q))
-        keys = _rank_keys(dist[sl])  # (C, G) int64, unique per row, ordered like (dist, index)
         same_pid = g_pids[None, :] == q_pids[sl, None]
-        removed = (g_pids[None, :] == JUNK_PERSON_ID) | (
-            same_pid & (g_cams[None, :] == q_cams[sl, None])
+        removed = junk[None, :] | (same_pid & (g_cams[None, :] == q_cams[sl, None]))
+        category = np.where(removed, np.int8(_REMOVED), same_pid.astype(np.int8) * np.int8(_MATCH))
+        keys = _sort_keys(dist[sl], category)
+        keys.sort(axis=1)
+        category = np.empty(keys.shape, dtype=np.int8)
+        np.bitwise_and(keys, 2**_CATEGORY_BITS - 1, out=category, casting="unsafe")
+        rows, cols = np.nonzero(category == _MATCH)  # row-major: matches in rank order
+        # 1-based rank among the kept entries = sorted position + 1 - removed entries before.
+        removed_rows, removed_cols = np.nonzero(category == _REMOVED)
+        removed_flat = removed_rows * num_g + removed_cols  # sorted, like rows * num_g + cols
+        removed_per_row = np.bincount(removed_rows, minlength=keys.shape[0])
+        removed_before = (
+            np.searchsorted(removed_flat, rows * num_g + cols)
+            - (np.cumsum(removed_per_row) - removed_per_row)[rows]
         )
-        match = same_pid & ~removed
-        num_match = match.sum(1)
+        ranks = cols + 1 - removed_before
+        num_match = np.bincount(rows, minlength=keys.shape[0])
+        offsets = np.cumsum(num_match) - num_match  # index of each row's first match
+        nth = np.arange(len(rows)) - offsets[rows] + 1  # 1-based match number within its row
         valid = num_match > 0
-        if not valid.any():
-            continue
-        m_max = int(num_match.max())
-        # Keys of the true matches in rank order (padding: the largest int64).
-        match_keys = torch.where(match, keys, _KEY_PAD).topk(m_max, dim=1, largest=False).values
-        # For every other kept entry, how many matches rank before it; removed entries -> m_max.
-        before = torch.searchsorted(match_keys, keys)
-        before = torch.where(match | removed, m_max, before)
-        hist = torch.zeros(before.shape[0], m_max + 1, dtype=torch.int64)
-        hist.scatter_add_(1, before, torch.ones_like(before))
-        # 1-based rank of the i-th match = i + 1 + (non-matches ranked before it).
-        nth = torch.arange(1, m_max + 1)
-        rank = nth[None, :] + hist[:, :m_max].cumsum(1)
-        is_match = nth[None, :] <= num_match[:, None]
-        precision = torch.where(is_match, nth[None, :].double() / rank.double(), 0.0)
-        n = num_match.clamp(min=1)
-        ap[sl] = torch.where(valid, precision.sum(1) / n, float("nan"))
-        last_rank = rank.gather(1, (n - 1)[:, None]).squeeze(1)
-        inp[sl] = torch.where(valid, num_match.double() / last_rank, float("nan"))
-        first[sl] = torch.where(valid, rank[:, 0] - 1, -1)
+        ap_sum = np.bincount(rows, weights=nth / ranks, minlength=keys.shape[0])
+        ap[sl][valid] = ap_sum[valid] / num_match[valid]
+        last = ranks[(offsets + num_match - 1)[valid]]
+        inp[sl][valid] = num_match[valid] / last
+        first[sl][valid] = ranks[offsets[valid]] - 1
     valid = first >= 0
     num_valid = int(valid.sum())
     if num_valid == 0:
         raise ValueError("no query has a valid match in the gallery (after same-camera removal)")
-    ranks = torch.arange(max_rank)
-    cmc = (first[valid, None] <= ranks[None, :]).double().mean(0)
+    cmc = (first[valid, None] <= np.arange(max_rank)[None, :]).mean(0)
     return {
-        "cmc": cmc.numpy(),
+        "cmc": cmc.astype(np.float64),
         "mAP": float(ap[valid].mean()),
         "mINP": float(inp[valid].mean()),
         "num_valid_queries": num_valid,
         "num_skipped_queries": num_q - num_valid,
-        "AP": ap.numpy(),
+        "AP": ap,
     }

@@ -92,6 +92,9 @@ def test_missing_folders(tmp_path, market_tree):
     )
     with pytest.raises(FileNotFoundError, match="query"):
         _unchecked("market1501").load("test", str(market_tree))
+    (market_tree / "Market-1501-v15.09.15" / "query").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images found in .*query"):
+        _unchecked("market1501").load("test", str(market_tree))
 
 
 def test_official_size_check(market_tree, monkeypatch):
@@ -184,3 +187,50 @@ def test_parsing_files(market_tree):
             assert d["parsing_file"] == str(base / "parsing" / "query" / f"{stem}.png")
         else:
             assert "parsing_file" not in d
+
+
+def test_every_dataset_registered_for_reid_evaluation():
+    expected = {
+        "market1501": ("train", "test"),
+        "dukemtmc": ("train", "test"),
+        "occluded_dukemtmc": ("train", "test"),
+        "p_dukemtmc": ("train", "test"),
+        "occluded_reid": ("test",),
+        "partial_reid": ("test",),
+        "toy_market1501": ("train", "test"),
+    }
+    assert {s.name: s.splits for s in REID_DATASETS} == expected
+    registered = set(DatasetCatalog.list())
+    for name, splits in expected.items():
+        for split in splits:
+            assert f"{name}_{split}" in registered
+            assert MetadataCatalog.get(f"{name}_{split}").evaluator_type == "reid"
+    # every real release asserts its official sizes; the toy set does not
+    assert all(s.expected is not None for s in REID_DATASETS if s.name != "toy_market1501")
+    assert SPECS["occluded_dukemtmc"].expected.query == 2210
+    assert SPECS["p_dukemtmc"].expected.train_ids == 665
+
+
+def test_official_sizes_checked_for_grouped_and_p_duke(tmp_path, make_images, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    make_images(str(tmp_path / "Occluded_REID" / "occluded_body_images"), ["001/001_01.tif"])
+    make_images(str(tmp_path / "Occluded_REID" / "whole_body_images"), ["001/001_01.tif"])
+    with pytest.raises(RuntimeError, match="query: found 1, expected 1000"):
+        DatasetCatalog.get("occluded_reid_test")
+    base = tmp_path / "P-DukeMTMC-reid" / "train"
+    make_images(str(base), ["whole_body_images/0004/0004_c1_f0000100.jpg"])
+    make_images(str(base), ["occluded_body_images/0004/0004_c3_f0000300.jpg"])
+    with pytest.raises(RuntimeError, match="train: found 2, expected 12927.*train ids"):
+        DatasetCatalog.get("p_dukemtmc_train")
+    with pytest.raises(FileNotFoundError, match="Partial_REID"):
+        DatasetCatalog.get("partial_reid_test")
+
+
+def test_real_size_layout_passes_the_check(tmp_path, make_images):
+    # A tree of exactly the official Occluded-REID counts loads through the size check.
+    base = tmp_path / "OccludedREID"
+    names = [f"{pid:03d}/{pid:03d}_{n:02d}.tif" for pid in range(1, 201) for n in range(1, 6)]
+    make_images(str(base / "occluded_body_images"), names)
+    make_images(str(base / "whole_body_images"), names)
+    dicts = SPECS["occluded_reid"].load("test", str(tmp_path))
+    assert len(dicts) == 2000 and len({d["person_id"] for d in dicts}) == 200

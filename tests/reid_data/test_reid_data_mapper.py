@@ -8,7 +8,12 @@ import torch
 from PIL import Image
 
 from person_search.config import get_cfg
-from person_search.data.reid_mapper import RandomErasing, ReIDDatasetMapper, group_parsing
+from person_search.data.reid_mapper import (
+    RandomErasing,
+    ReIDDatasetMapper,
+    check_parsing_groups,
+    group_parsing,
+)
 
 H, W = 24, 12
 
@@ -55,6 +60,62 @@ def test_mask_follows_image_through_flip_and_crop(tmp_path, seed):
         "image_id": record["image_id"],
         "split": "train",
     }
+
+
+def _coordinate_pair(tmp_path, axis: str, src_h: int = 80, src_w: int = 40) -> dict:
+    """Image whose red/green channels are ramps 6 * x / 3 * y, and a mask holding x (or y)."""
+    yy, xx = np.mgrid[0:src_h, 0:src_w]
+    image = np.stack([6 * xx, 3 * yy, np.zeros_like(xx)], axis=2).astype(np.uint8)
+    mask = (xx if axis == "x" else yy).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "ramp.png")
+    Image.fromarray(mask).save(tmp_path / f"ramp_{axis}.png")
+    return {
+        "file_name": str(tmp_path / "ramp.png"),
+        "parsing_file": str(tmp_path / f"ramp_{axis}.png"),
+        "image_id": "ramp.png",
+        "person_id": 1,
+        "camera_id": 1,
+        "split": "train",
+    }
+
+
+def _coordinate_error(out: dict, axis: str) -> torch.Tensor:
+    """Per pixel |source coordinate read from the image - the one read from the mask|."""
+    image = out["image"].long()
+    coord = image[0] / 6.0 if axis == "x" else image[1] / 3.0
+    padding = (image == 0).all(0)  # zero padding: image 0 and mask 0 (as is source pixel 0, 0)
+    return torch.where(padding, out["parsing"].float(), (coord - out["parsing"]).abs())
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+@pytest.mark.parametrize("seed", range(4))
+def test_mask_aligned_under_resize_flip_pad_crop(tmp_path, axis, seed):
+    # The image is resized bilinearly (80x40 -> 48x24), the mask with nearest neighbour; both
+    # must then go through the same flip, padding and crop. The image's ramps say which source
+    # pixel each output pixel shows; the mask must name the same one (within resampling error).
+    # A flip of one but not the other, or crops 1 output pixel (1.7 source pixels) apart, fail.
+    record = _coordinate_pair(tmp_path, axis)
+    erasing = RandomErasing(prob=0.0, area_range=(0.1, 0.2), min_aspect=0.3, fill="random")
+    mapper = ReIDDatasetMapper(
+        is_train=True,
+        size=(48, 24),
+        image_format="RGB",
+        flip_prob=0.5,
+        padding=4,
+        erasing=erasing,
+        load_parsing=True,
+    )
+    np.random.seed(seed)
+    out = mapper(record)
+    assert out["image"].shape == (3, 48, 24) and out["parsing"].shape == (48, 24)
+    error = _coordinate_error(out, axis)
+    assert error.max() <= 1.0, error.max()
+    # the check is discriminative: the same output with the mask flipped or shifted by one
+    # pixel along the mask's axis fails it
+    parsing = out["parsing"]
+    moved = [parsing.flip(1), parsing.roll(1, 1)] if axis == "x" else [parsing.roll(1, 0)]
+    for wrong in moved:
+        assert _coordinate_error(dict(out, parsing=wrong), axis).max() > 1.0
 
 
 def test_flip_and_crop_actually_move_pixels(tmp_path):
@@ -164,3 +225,35 @@ def test_from_config_part_masks_and_errors(tmp_path):
     cfg.INPUT.REID.PARSING_PART_NAMES = ("head",)
     with pytest.raises(ValueError, match="PARSING_GROUPS"):
         ReIDDatasetMapper(cfg, is_train=True)
+
+
+def test_parsing_groups_are_validated(tmp_path):
+    assert check_parsing_groups([[1, 2], [5]]) == ((1, 2), (5,))
+    with pytest.raises(ValueError, match="class 5 is in groups 0 and 1"):
+        check_parsing_groups([[1, 5], [5]])
+    with pytest.raises(ValueError, match="group 1 is empty"):
+        check_parsing_groups([[1], []])
+    with pytest.raises(ValueError, match="300"):
+        check_parsing_groups([[300]])
+    cfg = get_cfg()
+    cfg.INPUT.REID.LOAD_PARSING = True
+    cfg.INPUT.REID.PARSING_PART_NAMES = ("top", "bottom")
+    cfg.INPUT.REID.PARSING_GROUPS = ((1, 2), (2, 3))
+    with pytest.raises(ValueError, match="class 2"):
+        ReIDDatasetMapper(cfg, is_train=True)
+    # a custom grouping (e.g. another parser's label set) is used as given
+    cfg.INPUT.REID.PARSING_GROUPS = ((1, 2, 13), (3,))
+    cfg.INPUT.REID.SIZE_TEST = (H, W)
+    mask = _mask()
+    out = ReIDDatasetMapper(cfg, is_train=False)(_write_pair(tmp_path, mask))
+    np.testing.assert_array_equal(out["part_masks"][1].numpy(), np.isin(mask, (1, 2, 13)))
+    np.testing.assert_array_equal(out["part_masks"][2].numpy(), mask == 3)
+    np.testing.assert_array_equal(out["part_masks"][0].numpy(), np.isin(mask, (1, 2, 3, 13)))
+
+
+def test_parsing_mask_values_out_of_range(tmp_path):
+    record = _write_pair(tmp_path, _mask())
+    Image.fromarray(np.full((H, W), 1000, dtype=np.uint16)).save(tmp_path / "wide.png")
+    mapper = ReIDDatasetMapper(is_train=False, size=(H, W), load_parsing=True)
+    with pytest.raises(ValueError, match="wide.png.*outside"):
+        mapper(dict(record, parsing_file=str(tmp_path / "wide.png")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import numpy as np
@@ -91,10 +92,37 @@ def test_deterministic_and_seeded(toy_root, tmp_path):
 
 
 def test_identities_shared_with_person_search_toy():
-    # Same (num_ids, seed) call as the person-search toy writers: identity k is the same person.
-    a = make_identities(SMALL["num_ids"], 3)
-    b = make_identities(SMALL["num_ids"], 3)
-    assert a == b
+    # The person-search toy writers draw make_identities(train + test + unlabelled, seed) (60 by
+    # default for CUHK-SYSU); the re-id writer make_identities(num_ids, seed): identity k must
+    # be the same synthetic person whatever the count.
+    reid = make_identities(SMALL["num_ids"], 3)
+    person_search = make_identities(24 + 16 + 20, 3)
+    assert reid == person_search[: SMALL["num_ids"]]
+    assert make_identities(SMALL["num_ids"], 4) != reid  # and the seed matters
+
+
+def test_make_toy_dataset_entry_point(toy_root, tmp_path):
+    # tools/make_toy_dataset.py --format market1501 goes through make_toy_dataset
+    from person_search.data.toy import make_toy_dataset
+
+    root, summary = toy_root
+    out = make_toy_dataset("market1501", str(tmp_path / "cli"), 3, **SMALL)
+    assert out == summary
+    assert _digest(str(tmp_path / "cli")) == _digest(str(root / "toy_market1501"))
+    with open(tmp_path / "cli" / "toy_info.json") as f:
+        assert json.load(f) == summary
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+
+
+def test_occluded_queries_and_masks_cover_the_body(toy_root):
+    root, summary = toy_root
+    base = root / "toy_market1501"
+    assert 0 < summary["occluded_queries"] <= summary["query"]
+    for folder in ("query", "bounding_box_train"):
+        for name in os.listdir(base / folder):
+            with Image.open(base / "parsing" / folder / (name[:-4] + ".png")) as m:
+                mask = np.asarray(m)
+            assert (mask > 0).any(), name  # every crop shows (part of) a person
 
 
 def test_occluder_is_background_in_mask():

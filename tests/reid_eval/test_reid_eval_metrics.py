@@ -86,6 +86,33 @@ def test_matches_naive_reference_on_random_data():
     assert r["num_valid_queries"] == n < nq
 
 
+def test_query_chunks_agree_with_reference(monkeypatch):
+    # Chunk boundaries (several chunks, a ragged last one, a chunk whose queries are all skipped)
+    # must not change any value.
+    import person_search.evaluation.reid_metrics as reid_metrics
+
+    rng = np.random.default_rng(1)
+    nq, ng = 45, 120
+    g_pids = rng.integers(-1, 12, size=ng)
+    q_pids = rng.integers(0, 14, size=nq)
+    q_pids[16:32] = 99  # a whole chunk of queries without any gallery match
+    q_cams, g_cams = rng.integers(1, 3, size=nq), rng.integers(1, 3, size=ng)
+    dist = np.round(rng.random((nq, ng)), 1).astype(np.float32)  # many exact ties
+    monkeypatch.setattr(reid_metrics, "_QUERY_CHUNK", 16)
+    r = evaluate_reid(dist, q_pids, g_pids, q_cams, g_cams, max_rank=10)
+    cmc, m_ap, m_inp, n = naive_evaluate(dist, q_pids, g_pids, q_cams, g_cams, 10)
+    np.testing.assert_allclose(r["cmc"], cmc)
+    assert r["mAP"] == pytest.approx(m_ap) and r["mINP"] == pytest.approx(m_inp)
+    assert r["num_valid_queries"] == n and r["num_skipped_queries"] == nq - n >= 16
+    assert np.isnan(r["AP"][16:32]).all()
+
+
+def test_nan_distance_is_refused():
+    dist = np.array([[0.1, np.nan]])
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate_reid(dist, [1], [1, 2], [1], [2, 2])
+
+
 def test_shape_errors():
     with pytest.raises(ValueError, match="gallery ids"):
         evaluate_reid(np.zeros((1, 3)), [1], [1, 2], [1], [1, 2])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -23,6 +26,53 @@ def _dists(q, g, metric="euclidean"):
         feature_distance(q, q, metric),
         feature_distance(g, g, metric),
     )
+
+
+def naive_rerank(q_g, q_q, g_g, k1, k2, lam):
+    """Reference written set by set from the paper (loops; tiny inputs only)."""
+    full = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float64)
+    finite = np.isfinite(full)
+    d = np.where(finite, full / full[finite].max(), 1.0)
+    n, num_q = len(d), len(q_q)
+    order = [np.argsort(d[i], kind="stable") for i in range(n)]
+
+    def neighbours(i, k):
+        return set(order[i][: k + 1].tolist())
+
+    def reciprocal(i, k):
+        return {j for j in neighbours(i, k) if i in neighbours(j, k)}
+
+    v = np.zeros((n, n))
+    for i in range(n):
+        r = reciprocal(i, k1)
+        expanded = set(r)
+        for c in r:
+            rc = reciprocal(c, round(k1 / 2))
+            if len(rc & r) > 2 / 3 * len(rc):
+                expanded |= rc
+        for j in expanded:
+            v[i, j] = math.exp(-d[i, j])
+        v[i] /= v[i].sum()
+    if k2 > 1:
+        v = np.stack([v[order[i][:k2]].mean(0) for i in range(n)])
+    out = np.zeros((num_q, n - num_q))
+    for i in range(num_q):
+        for j in range(n - num_q):
+            vi, vj = v[i], v[num_q + j]
+            jaccard = 1 - np.minimum(vi, vj).sum() / np.maximum(vi, vj).sum()
+            out[i, j] = (1 - lam) * jaccard + lam * d[i, num_q + j]
+    return out
+
+
+@pytest.mark.parametrize(("k1", "k2", "lam"), [(4, 3, 0.3), (5, 1, 0.0), (3, 2, 0.6)])
+def test_matches_naive_reference(k1, k2, lam):
+    q, g, _, _ = _clusters(5, ids=5, per=4)
+    q_g, q_q, g_g = _dists(q, g)
+    q_g[1, 3:6] = float("inf")  # pairs without a shared visible part
+    q_g[2, 7] = q_g[2, 8]  # an exact tie
+    out = k_reciprocal_rerank(q_g, q_q, g_g, k1=k1, k2=k2, lambda_value=lam)
+    ref = naive_rerank(q_g.numpy(), q_q.numpy(), g_g.numpy(), k1, k2, lam)
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-6)
 
 
 def test_shapes_and_range():

@@ -15,7 +15,7 @@ from person_search.modeling.reid_heads import resolve_num_classes
 _CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "reid")
 _CONFIGS = sorted(glob.glob(os.path.join(_CONFIG_DIR, "*.yaml")))
 # Identities given to configs that read them from dataset metadata (the toy set is not
-# generated in this unit test; tests/reid_model/test_reid_model_demo.py covers it).
+# generated in this unit test; test_reid_model_train_net.py trains with NUM_CLASSES 0 on it).
 _NUM_CLASSES_IF_FROM_METADATA = 7
 
 

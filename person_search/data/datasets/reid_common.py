@@ -1,6 +1,6 @@
 """Shared pieces of the re-id dataset loaders: folder lookup, name parsing, masks, relabelling.
 
-Every loader returns Detectron2 dataset dicts of the form (see the data contract)::
+Every loader returns Detectron2 dataset dicts of the form (``datasets/README.md``, re-id)::
 
     {"file_name": abs path, "image_id": file name, "person_id": int, "camera_id": int,
      "split": "train" | "query" | "gallery", optional "parsing_file": abs path}

@@ -5,7 +5,8 @@ reads, registered as ``toy_market1501_train/test`` at ``$DETECTRON2_DATASETS/toy
 
     bounding_box_train/  bounding_box_test/  query/         person crops, JPEG
     parsing/{bounding_box_train,bounding_box_test,query}/<stem>.png   class indices (LIP labels)
-    generation.json                                        the arguments used
+    generation.json                                        the arguments used, the sizes
+    toy_info.json                                          the sizes (like the other toy sets)
 
 Names follow Market-1501: ``PPPP_cCsS_FFFFFF_NN.jpg`` (person id, camera, sequence, frame,
 detection index). Person id = ``ToyIdentity.pid + 1`` of ``make_identities(num_ids, seed)``, the
@@ -155,7 +156,8 @@ def write_market1501(
         overwrite: replace an existing non-empty ``out_dir``.
 
     Returns:
-        summary: image counts per folder, identity counts and the number of occluded queries.
+        summary: image counts per folder (junk and distractor files included in "gallery"),
+        identity counts and the number of occluded queries (also in ``toy_info.json``).
     """
     if num_ids < 4 or num_cameras < 2 or num_cameras > 9:
         raise ValueError(
@@ -229,4 +231,6 @@ def write_market1501(
         )
         with open(os.path.join(tmp, "generation.json"), "w") as f:
             json.dump({"format": "market1501", "args": args, "summary": summary}, f, indent=1)
+        with open(os.path.join(tmp, "toy_info.json"), "w") as f:
+            json.dump(summary, f, indent=1, sort_keys=True)
     return summary
