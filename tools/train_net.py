@@ -6,7 +6,10 @@
     python tools/train_net.py --config-file CFG --resume                 # continue OUTPUT_DIR
     python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS model_final.pth
 
-Trailing ``KEY VALUE`` pairs override the config (an unknown key is an error).
+Trailing ``KEY VALUE`` pairs override the config (an unknown key is an error). Training writes
+checkpoints, ``metrics.json`` and TensorBoard events to OUTPUT_DIR and prints losses with an
+ETA; ``--resume`` continues the last checkpoint at its iteration (exactly, see
+``person_search.engine.trainer``); ``--eval-only`` writes ``OUTPUT_DIR/eval_results.json``.
 """
 
 # person_search first: it applies the compat fixes Detectron2 needs, and registers everything.

@@ -49,7 +49,8 @@ def _add_pretrained_config(cfg: CN) -> None:
     if "PRETRAINED_FILE" in cfg.MODEL.BACKBONE:
         return
     # Local file of ImageNet weights for the trunk and every RoI head stage of the model; ""
-    # = none. Loaded strictly when the model is built (wrong file -> error naming it).
+    # = none. Loaded strictly by the Trainer when a run starts from scratch (not on resume,
+    # not by --eval-only), before MODEL.WEIGHTS (wrong file -> error naming it).
     cfg.MODEL.BACKBONE.PRETRAINED_FILE = ""
     # Layout of PRETRAINED_FILE: "torchvision_resnet" (torchvision ResNet-50 state dict),
     # "timm_convnext", "timm_res2net" (timm state dicts) or "converted" (written by

@@ -24,7 +24,8 @@ def _add_person_search_config(cfg: CN) -> None:
     # Size D of the L2-normalised re-id embedding of every person box (OIM: 256).
     _C.MODEL.PERSON_SEARCH.EMBEDDING_DIM = 256
     # Whether the embedding projection ends with BatchNorm1d before L2 normalisation
-    # (the OIM baseline of the mask-guided paper: Linear + BN; OIM's Caffe model: no BN).
+    # (the mask-guided paper's OIM baseline: Linear then L2 normalisation, no BN; SeqNet and
+    # IIDFC: Linear + BN).
     _C.MODEL.PERSON_SEARCH.EMBEDDING_NORM = True
 
     # The "last backbone stage used as the RoI head" (Res5 on every RoI, as in Faster R-CNN
@@ -43,13 +44,14 @@ def _add_oim_config(cfg: CN) -> None:
     # 0 = read ``num_person_ids`` from the metadata of DATASETS.TRAIN[0] (CUHK-SYSU 5,532,
     # PRW 483). Never hard-code PRW as 482: two identities would mis-train.
     _C.MODEL.OIM.NUM_PERSON_IDS = 0
-    # Length of the circular queue of unlabelled-person features (OIM: 5,000 for CUHK-SYSU,
-    # 500 for PRW).
+    # Length of the circular queue of unlabelled-person features (SeqNet's defaults: 5,000 for
+    # CUHK-SYSU, 500 for PRW; the mask-guided text gives no value).
     _C.MODEL.OIM.QUEUE_SIZE = 5000
-    # Momentum gamma of the LUT update v <- normalize(gamma * v + (1 - gamma) * x) (OIM: 0.5).
+    # Momentum gamma of the LUT update v <- normalize(gamma * v + (1 - gamma) * x) (SeqNet: 0.5;
+    # the mask-guided text, eq. 4, gives no value).
     _C.MODEL.OIM.MOMENTUM = 0.5
-    # Inverse temperature 1/tau multiplying the cosine similarities before softmax (OIM: 30,
-    # i.e. tau = 1/30).
+    # Inverse temperature 1/tau multiplying the cosine similarities before softmax (30, i.e.
+    # tau = 1/30: IIDFC and SeqNet; the mask-guided text, eq. 3, gives no value).
     _C.MODEL.OIM.SCALAR = 30.0
     # Weight of the OIM loss in the total loss (OIM: 1.0).
     _C.MODEL.OIM.LOSS_WEIGHT = 1.0

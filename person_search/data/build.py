@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterable
 
+import torch
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.build import build_detection_test_loader, build_detection_train_loader
-from detectron2.data.samplers import TrainingSampler
+from detectron2.data.common import AspectRatioGroupedDataset
+from detectron2.utils import comm
 from detectron2.utils.registry import Registry
+
+from .samplers import ResumableTrainingSampler
 
 __all__ = [
     "MAPPER_REGISTRY",
@@ -83,9 +88,23 @@ def get_person_search_train_dicts(names: list[str] | tuple[str, ...]) -> tuple[l
     return all_dicts, offset
 
 
-def build_person_search_train_loader(cfg: CfgNode):
+def build_person_search_train_loader(
+    cfg: CfgNode, *, seed: int | None = None, start_iter: int = 0
+) -> Iterable[list[dict]]:
     """Infinite training loader over ``cfg.DATASETS.TRAIN``, batches of
-    ``SOLVER.IMS_PER_BATCH`` mapped dicts (see :func:`get_person_search_train_dicts`)."""
+    ``SOLVER.IMS_PER_BATCH`` mapped dicts (see :func:`get_person_search_train_dicts`).
+
+    Args:
+        seed: seed of the shuffled index stream and of the data-loading workers (None: a random
+            seed shared by all processes, Detectron2's default; after ``default_setup`` it
+            follows ``SEED``). The loader never draws from the global torch RNG.
+        start_iter: first iteration served: the index stream skips the
+            ``start_iter * SOLVER.IMS_PER_BATCH / world size`` indices this process read before
+            (resuming). The batches then continue the interrupted run's exactly when
+            aspect-ratio grouping holds no image back (``DATALOADER.ASPECT_RATIO_GROUPING``
+            False, or all images on the same side of square: toy data, PRW); otherwise up to
+            one batch per orientation is regrouped.
+    """
     dicts, num_ids = get_person_search_train_dicts(cfg.DATASETS.TRAIN)
     logger.info("person-search train set: %d images, %d identities", len(dicts), num_ids)
     sampler_name = cfg.DATALOADER.SAMPLER_TRAIN
@@ -94,14 +113,25 @@ def build_person_search_train_loader(cfg: CfgNode):
             f"DATALOADER.SAMPLER_TRAIN={sampler_name!r}: person-search training supports only "
             "'TrainingSampler'"
         )
-    return build_detection_train_loader(
+    if start_iter < 0:
+        raise ValueError(f"start_iter must be >= 0, got {start_iter}")
+    per_process = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+    sampler = ResumableTrainingSampler(len(dicts), seed=seed, start=start_iter * per_process)
+    loader = build_detection_train_loader(
         dicts,
         mapper=build_person_search_mapper(cfg, True),
-        sampler=TrainingSampler(len(dicts)),
+        sampler=sampler,
         total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
         aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
     )
+    # PyTorch's loader draws its workers' base seed when an iterator is created (lazily, at
+    # the first batch, under aspect-ratio grouping): from a generator of its own (one per
+    # process), not from the global RNG, so that when the first batch is drawn does not shift
+    # the model's randomness.
+    torch_loader = loader.dataset if isinstance(loader, AspectRatioGroupedDataset) else loader
+    torch_loader.generator = torch.Generator().manual_seed(sampler.seed + comm.get_rank())
+    return loader
 
 
 def build_person_search_test_loader(cfg: CfgNode, dataset_name: str):

@@ -1,4 +1,5 @@
-"""Identity sampler for metric-learning batches: P identities x K instances each."""
+"""Training samplers: identity batches for metric learning (P identities x K instances each), and
+Detectron2's shuffled index stream resumable at any position."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
 from torch.utils.data import get_worker_info
 from torch.utils.data.sampler import Sampler
 
-__all__ = ["PKSampler"]
+__all__ = ["PKSampler", "ResumableTrainingSampler"]
 
 
 class PKSampler(Sampler):
@@ -108,3 +110,33 @@ class PKSampler(Sampler):
         for batch in batches:
             for chunk in batch[self.rank :: self.world_size]:
                 yield from (int(i) for i in chunk)
+
+
+class ResumableTrainingSampler(TrainingSampler):
+    """Detectron2's ``TrainingSampler`` (same seed, same infinite per-process stream) started
+    after the first ``start`` indices of this process's stream.
+
+    A run resumed at iteration ``i`` with ``start = i * (images per process and batch)`` reads
+    the indices the interrupted run would have read next. Skipping is cheap (one shuffle per
+    pass over the data, no image is read).
+    """
+
+    def __init__(self, size: int, shuffle: bool = True, seed: int | None = None, *, start: int = 0):
+        """
+        Args:
+            size, shuffle, seed: as ``TrainingSampler`` (seed None: a random seed shared by all
+                processes).
+            start: indices of this process's stream to skip, >= 0.
+        """
+        super().__init__(size, shuffle, seed)
+        if start < 0:
+            raise ValueError(f"ResumableTrainingSampler: start must be >= 0, got {start}")
+        self.start = int(start)
+
+    @property
+    def seed(self) -> int:
+        """The seed of the shuffles (drawn when none was given)."""
+        return self._seed
+
+    def __iter__(self) -> Iterator[int]:
+        yield from itertools.islice(super().__iter__(), self.start, None)

@@ -27,7 +27,8 @@ import logging
 import os
 import pickle
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -35,7 +36,12 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from fvcore.common.checkpoint import _strip_prefix_if_present
 
-__all__ = ["CheckpointMismatchError", "PersonSearchCheckpointer", "UntrustedCheckpointError"]
+__all__ = [
+    "CheckpointMismatchError",
+    "PersonSearchCheckpointer",
+    "UntrustedCheckpointError",
+    "atomic_write",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -260,17 +266,19 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        _atomic_write(save_file, lambda f: torch.save(data, f), mode="wb")
+        atomic_write(save_file, lambda f: torch.save(data, f), mode="wb")
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         """Atomically write ``last_checkpoint`` naming ``last_filename_basename``."""
         tag = os.path.join(self.save_dir, "last_checkpoint")
-        _atomic_write(tag, lambda f: f.write(last_filename_basename), mode="w")
+        atomic_write(tag, lambda f: f.write(last_filename_basename), mode="w")
 
 
-def _atomic_write(path: str, write, mode: str) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
+def atomic_write(path: str, write: Callable[[IO], object], mode: str) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path`` (opened with ``mode``), flush it
+    to disk, then rename it to ``path``: ``path`` is either absent/old or complete, never
+    partial. The temporary file is removed when ``write`` raises."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)

@@ -4,46 +4,90 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+from collections.abc import Callable
 
 from detectron2.config import CfgNode
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..config import get_cfg
-from .checkpoint import PersonSearchCheckpointer
+from .checkpoint import PersonSearchCheckpointer, atomic_write
 from .schedule import resolve_schedule
 from .trainer import Trainer
 
-__all__ = ["default_argument_parser", "launch", "load_config", "main", "setup"]
+__all__ = [
+    "EVAL_RESULTS_FILE",
+    "default_argument_parser",
+    "launch",
+    "load_config",
+    "main",
+    "setup",
+]
+
+# Where ``--eval-only`` writes its metrics, relative to OUTPUT_DIR.
+EVAL_RESULTS_FILE = "eval_results.json"
 
 
-def load_config(config_file: str, opts: list[str] | None = None) -> CfgNode:
-    """``get_cfg()`` merged with ``config_file`` then ``opts`` (KEY VALUE pairs).
+def load_config(
+    config_file: str, opts: list[str] | None = None, add_config: Callable | None = None
+) -> CfgNode:
+    """``get_cfg()`` (plus ``add_config(cfg)``, a project's keys) merged with ``config_file``,
+    then ``opts`` (KEY VALUE pairs).
 
-    An unknown key in either raises Detectron2's ``KeyError`` ("Non-existent config key").
-    """
-    cfg = get_cfg()
-    if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts or []))
-    return cfg
-
-
-def setup(args: argparse.Namespace, add_config=None) -> CfgNode:
-    """Config from ``args.config_file`` and ``args.opts``, epoch schedules converted to
-    iterations, frozen; then Detectron2's ``default_setup`` (logging, environment dump,
-    ``config.yaml`` in ``OUTPUT_DIR``, seeding).
-
-    Args:
-        add_config: optional ``f(cfg)`` adding a project's keys before merging.
+    Raises:
+        FileNotFoundError: ``config_file`` does not exist (names it).
+        KeyError: a key of the file or of ``opts`` is not in the config (names the key, and
+            the file).
+        ValueError: ``opts`` is not a list of KEY VALUE pairs, or a value has the wrong type.
     """
     cfg = get_cfg()
     if add_config is not None:
         add_config(cfg)
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise FileNotFoundError(f"config file not found: {config_file!r}")
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as e:
+            raise KeyError(f"{config_file}: {_message(e)}{_UNKNOWN_KEY_HINT}") from e
+    opts = list(opts or [])
+    try:
+        cfg.merge_from_list(opts)
+    except (AssertionError, KeyError) as e:  # yacs asserts on unknown keys and odd lengths
+        message = _message(e)
+        if "Non-existent" in message:
+            raise KeyError(f"command-line override: {message}{_UNKNOWN_KEY_HINT}") from e
+        raise ValueError(f"command-line overrides {opts}: {message}") from e
+    except ValueError as e:  # type mismatch; yacs names the key
+        raise ValueError(f"command-line override: {_message(e)}") from e
+    return cfg
+
+
+_UNKNOWN_KEY_HINT = (
+    " (not a key of person_search.config.get_cfg(): misspelt, or a project key whose "
+    "add_*_config(cfg) was not applied)"
+)
+
+
+def _message(e: BaseException) -> str:
+    return str(e.args[0]) if e.args else str(e)
+
+
+def setup(args: argparse.Namespace, add_config: Callable | None = None) -> CfgNode:
+    """Config from ``args.config_file`` and ``args.opts`` (:func:`load_config`), epoch
+    schedules converted to iterations, frozen; then Detectron2's ``default_setup`` (logging,
+    environment dump, ``config.yaml`` in ``OUTPUT_DIR``, seeding) and the ``person_search``
+    logger.
+
+    Args:
+        add_config: optional ``f(cfg)`` adding a project's keys before merging.
+    """
+    cfg = load_config(args.config_file, args.opts, add_config)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="person_search")
     cfg = resolve_schedule(cfg)
     cfg.freeze()
     default_setup(cfg, args)
@@ -52,7 +96,13 @@ def setup(args: argparse.Namespace, add_config=None) -> CfgNode:
 
 def main(args: argparse.Namespace, trainer_cls: type[Trainer] = Trainer, add_config=None):
     """Train (``--resume`` continues the run in ``OUTPUT_DIR``) or, with ``--eval-only``,
-    evaluate ``MODEL.WEIGHTS`` (or the last checkpoint with ``--resume``) on DATASETS.TEST."""
+    evaluate ``MODEL.WEIGHTS`` (or the last checkpoint with ``--resume``) on DATASETS.TEST and
+    write the metrics to ``OUTPUT_DIR/eval_results.json``.
+
+    Returns:
+        ``--eval-only``: the metrics dict (``{task: {metric: value}}``); training: what
+        ``Trainer.train`` returns (Detectron2: results only with ``TEST.EXPECTED_RESULTS``).
+    """
     cfg = setup(args, add_config)
     if args.eval_only:
         model = trainer_cls.build_model(cfg)
@@ -62,6 +112,9 @@ def main(args: argparse.Namespace, trainer_cls: type[Trainer] = Trainer, add_con
         results = trainer_cls.test(cfg, model)
         if comm.is_main_process():
             logging.getLogger(__name__).info(f"Evaluation results: {results}")
+            path = os.path.join(cfg.OUTPUT_DIR, EVAL_RESULTS_FILE)
+            atomic_write(path, lambda f: json.dump(results, f, indent=2, default=float), "w")
+            logging.getLogger(__name__).info(f"Evaluation results written to {path}")
         return results
     trainer = trainer_cls(cfg)
     trainer.resume_or_load(resume=args.resume)

@@ -17,15 +17,16 @@ SCHEDULE_UNITS = ("iter", "epoch")
 
 
 def count_training_images(cfg: CfgNode) -> int:
-    """Images one epoch visits: every dict of ``DATASETS.TRAIN``; for person search without
-    the scene images that have no box when ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` (Detectron2
-    drops them from the training set)."""
-    total = 0
-    for name in cfg.DATASETS.TRAIN:
-        dicts = DatasetCatalog.get(name)
-        if cfg.TASK == "person_search" and cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
-            dicts = [d for d in dicts if d.get("annotations")]
-        total += len(dicts)
+    """Images one epoch visits: the dicts of ``DATASETS.TRAIN`` the training loader samples
+    from (person search: the scene images with at least one box, as
+    :func:`~person_search.data.build.get_person_search_train_dicts` keeps; re-id: every
+    crop)."""
+    if cfg.TASK == "person_search":
+        from person_search.data.build import get_person_search_train_dicts
+
+        total = len(get_person_search_train_dicts(cfg.DATASETS.TRAIN)[0])
+    else:
+        total = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
     if total == 0:
         raise ValueError(f"DATASETS.TRAIN={list(cfg.DATASETS.TRAIN)} holds no training image")
     return total

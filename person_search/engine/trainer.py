@@ -1,11 +1,20 @@
 """The training engine shared by person search and re-id (``cfg.TASK``).
 
 :class:`Trainer` is Detectron2's ``DefaultTrainer`` with the library's data loaders and
-evaluators, SGD/Adam/AdamW, and checkpoints that make ``--resume`` exact: Detectron2 v0.6's
-``DefaultTrainer`` saves only the iteration and hook states, so it also saves the inner
-trainer's state (optimizer, AMP grad scaler) and, in single-process runs, the random number
-generator states (Python, numpy, torch, CUDA). With a data loader whose batches depend only on
-the iteration, a resumed run then reproduces the uninterrupted one.
+evaluators, SGD/Adam/AdamW, and checkpoints that make ``--resume`` exact. Detectron2 v0.6 saves
+only the iteration and hook states and restarts the data stream, so a resumed run differs from
+an uninterrupted one. Here a checkpoint also holds the inner trainer's state (optimizer, AMP
+grad scaler), the seed of the training index stream and, in single-process runs, the random
+number generator states (Python, numpy, torch, CUDA); on resume the person-search loader
+continues the stream at the checkpoint's iteration.
+
+A person-search run resumed from a checkpoint then ends with the weights of the uninterrupted
+run, bit for bit, when: one process, ``DATALOADER.NUM_WORKERS: 0`` (workers restart their
+augmentation RNG), aspect-ratio grouping holds no image back (see
+:func:`~person_search.data.build.build_person_search_train_loader`) and the kernels are
+deterministic (CPU; on CUDA some are not). Otherwise it still continues at the same iteration,
+learning-rate schedule, optimizer state and data position. Re-id runs restart their P x K
+stream (a warning says so).
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, Trainer
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from torch.nn.parallel import DistributedDataParallel
 
+from ..modeling.pretrained import load_pretrained_backbone
 from .checkpoint import PersonSearchCheckpointer
 from .optimizer import build_optimizer
 
@@ -71,7 +82,10 @@ class Trainer(DefaultTrainer):
     * evaluation: by the test dataset's ``evaluator_type`` ("person_search" or "reid");
     * optimizer: ``SOLVER.OPTIMIZER`` (SGD, Adam, AdamW); schedules from Detectron2
       (``SOLVER.LR_SCHEDULER_NAME``); AMP with ``SOLVER.AMP.ENABLED`` (CUDA only);
-    * checkpoints: :class:`PersonSearchCheckpointer`, with optimizer, grad-scaler and RNG state.
+    * checkpoints: :class:`PersonSearchCheckpointer`, with optimizer, grad-scaler, data-stream
+      and RNG state (see the module docstring);
+    * initial weights (:meth:`resume_or_load`): ``MODEL.BACKBONE.PRETRAINED_FILE``, then
+      ``MODEL.WEIGHTS``; with ``--resume``, the last checkpoint of ``OUTPUT_DIR``.
     """
 
     def __init__(self, cfg):
@@ -90,7 +104,11 @@ class Trainer(DefaultTrainer):
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
+        # Seed of the person-search index stream, drawn where Detectron2's TrainingSampler
+        # draws it and saved in checkpoints: a resumed run continues the same stream.
+        self._data_seed = int(comm.shared_random_seed()) if cfg.TASK == "person_search" else None
+        self._rng_to_restore: dict | None = None
+        data_loader = self.build_train_loader(cfg, seed=self._data_seed)
         model = create_ddp_model(model, broadcast_buffers=False)
         trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
@@ -107,14 +125,19 @@ class Trainer(DefaultTrainer):
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
         """Iteration and hook states (Detectron2), plus the optimizer / grad scaler
-        (``"_trainer"``) and, in single-process runs, the RNG states (``"rng"``)."""
+        (``"_trainer"``), the data stream's seed (``"data_seed"``, person search) and, in
+        single-process runs, the RNG states (``"rng"``)."""
         ret = super().state_dict()
         ret["_trainer"] = self._trainer.state_dict()
+        if self._data_seed is not None:
+            ret["data_seed"] = self._data_seed
         if comm.get_world_size() == 1:
             ret["rng"] = _rng_state()
         return ret
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore a :meth:`state_dict`; the RNG states are applied by :meth:`resume_or_load`
+        after the data loader is rebuilt, so that nothing drawn meanwhile shifts them."""
         super().load_state_dict(state_dict)
         if "_trainer" in state_dict:
             self._trainer.load_state_dict(state_dict["_trainer"])
@@ -123,8 +146,46 @@ class Trainer(DefaultTrainer):
                 "The checkpoint holds no optimizer state (written by Detectron2's own "
                 "DefaultTrainer?): the optimizer restarts from scratch."
             )
+        if self._data_seed is not None and "data_seed" in state_dict:
+            self._data_seed = int(state_dict["data_seed"])
         if "rng" in state_dict and comm.get_world_size() == 1:
-            _set_rng_state(state_dict["rng"])
+            self._rng_to_restore = state_dict["rng"]
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """Detectron2's: with ``resume`` and a checkpoint in ``OUTPUT_DIR``, load everything and
+        continue after its iteration (the training data stream and the RNG states too);
+        otherwise start at iteration 0 from the ImageNet weights of
+        ``MODEL.BACKBONE.PRETRAINED_FILE`` (trunk and RoI head stages, when set), then
+        ``MODEL.WEIGHTS`` (when set) over them."""
+        self._rng_to_restore = None
+        if not (resume and self.checkpointer.has_checkpoint()):
+            model = self.model
+            if isinstance(model, DistributedDataParallel):
+                model = model.module
+            if load_pretrained_backbone(model, self.cfg):
+                logger.info(
+                    f"Loaded ImageNet weights {self.cfg.MODEL.BACKBONE.PRETRAINED_FILE} into the "
+                    "trunk and the RoI head stage(s)"
+                )
+        super().resume_or_load(resume=resume)
+        if self.start_iter > 0:
+            self._continue_data_stream()
+        if self._rng_to_restore is not None:
+            _set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+
+    def _continue_data_stream(self) -> None:
+        """Replace the training loader by one starting at ``self.start_iter``."""
+        if self._data_seed is None:
+            logger.warning(
+                f"Resuming a {self.cfg.TASK} run at iteration {self.start_iter}: its training "
+                "loader restarts its stream from the beginning (no exact resume)."
+            )
+            return
+        loader = self.build_train_loader(self.cfg, seed=self._data_seed, start_iter=self.start_iter)
+        self._trainer.data_loader = loader
+        self._trainer._data_loader_iter = iter(loader)
+        logger.info(f"Training data stream continued at iteration {self.start_iter}")
 
     # ------------------------------------------------------------- builders
     @classmethod
@@ -132,11 +193,19 @@ class Trainer(DefaultTrainer):
         return build_optimizer(cfg, model)
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg, *, seed: int | None = None, start_iter: int = 0):
+        """The task's infinite training loader.
+
+        Args:
+            seed: seed of the person-search index stream (None: Detectron2's shared random
+                seed); re-id loaders take theirs from ``SEED``.
+            start_iter: first iteration served (person search; see
+                :func:`~person_search.data.build.build_person_search_train_loader`).
+        """
         if _check_task(cfg) == "person_search":
             from person_search.data import build_person_search_train_loader
 
-            return build_person_search_train_loader(cfg)
+            return build_person_search_train_loader(cfg, seed=seed, start_iter=start_iter)
         from person_search.data import build_reid_train_loader
 
         return build_reid_train_loader(cfg)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 
-from .oim import BACKGROUND_PID, UNLABELED_PID, OIMLoss, _gather_across_processes
+from .oim import BACKGROUND_PID, UNLABELED_PID, OIMLoss, _gather_across_processes, push_circular
 
 __all__ = ["HOIMLoss"]
 
@@ -159,13 +159,7 @@ class HOIMLoss(OIMLoss):
         chosen, _ = _gather_across_processes(
             chosen, torch.full((chosen.shape[0],), BACKGROUND_PID, device=chosen.device)
         )
-        chosen = chosen[-self.bg_buffer_size :]
-        n = chosen.shape[0]
-        if n == 0:
-            return
-        slots = (self.bg_ptr + torch.arange(n, device=chosen.device)) % self.bg_buffer_size
-        self.bg_buffer[slots] = chosen
-        self.bg_ptr.copy_((self.bg_ptr + n) % self.bg_buffer_size)
+        push_circular(self.bg_buffer, self.bg_ptr, chosen)
 
     def extra_repr(self) -> str:
         return (

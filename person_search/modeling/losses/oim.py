@@ -8,7 +8,15 @@ scaled cosine similarities, ``p_y = softmax(scalar * [LUT; queue] x)_y``, and th
 ``-log p_y``. The LUT and queue are not learned by gradient: after each forward pass (in
 training mode) ``v_y <- normalize(momentum * v_y + (1 - momentum) * x)`` for every labelled
 feature, applied in the order of the inputs when an identity occurs several times, and the
-unlabelled features are pushed into the queue (oldest overwritten first).
+unlabelled features are pushed into the queue, as if one at a time (oldest overwritten first).
+The loss of a batch is computed with the tables as they were before its update. Unlabelled
+features are never a target; they are the negatives of later batches. Empty (all-zero) LUT rows
+and queue slots take part in the softmax with similarity 0.
+
+The mask-guided person search paper writes the LUT update (its eq. 4) without the
+renormalisation; we keep it, as OIM and SeqNet do, so that LUT rows stay on the unit sphere
+like the features. Temperature (``scalar`` = 1/tau) and momentum come from the config (tau = 1/30,
+momentum 0.5 in the configs: SeqNet's values, IIDFC's tau; the mask-guided text gives none).
 
 Both tables and the queue pointer are registered buffers, so they are checkpointed.
 """
@@ -21,7 +29,7 @@ from detectron2.config import configurable
 from detectron2.utils import comm
 from torch import nn
 
-__all__ = ["BACKGROUND_PID", "UNLABELED_PID", "OIMLoss"]
+__all__ = ["BACKGROUND_PID", "UNLABELED_PID", "OIMLoss", "push_circular"]
 
 # Person id of a proposal matched to an unlabelled person (the data contract's -1).
 UNLABELED_PID = -1
@@ -99,6 +107,11 @@ class OIMLoss(nn.Module):
             )
         if pids.shape != features.shape[:1]:
             raise ValueError(f"pids {tuple(pids.shape)} do not match {tuple(features.shape)}")
+        if bool((pids < UNLABELED_PID).any()):
+            raise ValueError(
+                f"OIMLoss takes foreground proposals only: person ids must be >= {UNLABELED_PID} "
+                f"(unlabelled), got {sorted(set(pids[pids < UNLABELED_PID].tolist()))}"
+            )
         labelled = pids >= 0
         if labelled.any() and int(pids.max()) >= self.num_person_ids:
             raise ValueError(
@@ -154,19 +167,36 @@ class OIMLoss(nn.Module):
             self.lut[rows] = F.normalize(mixed, dim=1)
 
     def _push_queue(self, features: torch.Tensor) -> None:
-        if self.queue_size == 0 or features.shape[0] == 0:
-            return
-        features = features[-self.queue_size :]
-        n = features.shape[0]
-        slots = (self.queue_ptr + torch.arange(n, device=features.device)) % self.queue_size
-        self.queue[slots] = features
-        self.queue_ptr.copy_((self.queue_ptr + n) % self.queue_size)
+        push_circular(self.queue, self.queue_ptr, features)
 
     def extra_repr(self) -> str:
         return (
             f"num_person_ids={self.num_person_ids}, embedding_dim={self.embedding_dim}, "
             f"queue_size={self.queue_size}, momentum={self.momentum}, scalar={self.scalar}"
         )
+
+
+@torch.no_grad()
+def push_circular(buffer: torch.Tensor, ptr: torch.Tensor, items: torch.Tensor) -> None:
+    """Push ``items`` into the circular ``buffer`` in place, as if one at a time, in order.
+
+    Item ``i`` goes to slot ``(ptr + i) % S``; when more than ``S`` items come at once only
+    the last ``S`` survive (the earlier ones would have been overwritten). ``ptr`` then points
+    at ``(ptr + n) % S``, the oldest entry, which the next push overwrites first.
+
+    Args:
+        buffer: (S, D) circular buffer (S = 0: nothing happens).
+        ptr: () int64 index of the next slot to write, updated in place.
+        items: (n, D) entries to push.
+    """
+    size, n = buffer.shape[0], items.shape[0]
+    if size == 0 or n == 0:
+        return
+    kept = items[-size:]
+    first = n - kept.shape[0]  # index of the first surviving item
+    slots = (ptr + first + torch.arange(kept.shape[0], device=buffer.device)) % size
+    buffer[slots] = kept.to(buffer.dtype)
+    ptr.copy_((ptr + n) % size)
 
 
 def _gather_across_processes(
