@@ -12,7 +12,7 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["load_extension", "ops"]
+__all__ = ["built_with_cuda", "load_extension", "ops"]
 
 _EXTENSION = "person_search._C"
 _BUILD_HINT = (
@@ -41,6 +41,11 @@ def load_extension() -> ModuleType:
         _register_fake_kernels()
         _loaded = module
     return _loaded
+
+
+def built_with_cuda() -> bool:
+    """Whether ``person_search._C`` was compiled with its CUDA kernels (``WITH_CUDA``)."""
+    return bool(load_extension().built_with_cuda())
 
 
 def ops() -> torch._ops._OpNamespace:

@@ -18,10 +18,15 @@ batch at all levels. Conventions (identical on CPU and CUDA, bit for bit):
 * A box is never fully covered: if every non-empty cell came out covered, the non-empty
   cell number ``k`` (row-major) is uncovered, ``k`` drawn from the same hash (own stream).
   A box with a single non-empty cell is therefore never occluded.
-* Overlapping boxes: a pixel is filled if a covered cell of any box contains it.
+* Overlapping boxes: a pixel is filled if a covered cell of some box contains it and no
+  visible (non-empty, uncovered) cell of any box of the image contains it. Visible cells take
+  precedence, so every box with a pixel keeps at least one cell of untouched pixels, also
+  when its neighbours' covered cells overlap it.
 * Fill values: "mean" = per-image per-channel mean of the input (rounded half-to-even for
   uint8); "constant" = ``fill_value``; "noise" = per-pixel hash of (level, image, channel,
   pixel): ``floor(256 u)`` for uint8, ``low + u * (high - low)`` for float images.
+* Not differentiable (a data augmentation): called on images or boxes that require grad
+  with grad mode on, the op raises an error; the outputs never require grad.
 
 The executable specification is :mod:`person_search.layers.occlusion_reference`.
 """
@@ -44,11 +49,14 @@ _IMAGE_DTYPES = (torch.uint8, torch.float32, torch.float64)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-def boxes_to_indexed(boxes: Tensor | Sequence[Tensor], num_images: int) -> Tensor:
+def boxes_to_indexed(
+    boxes: Tensor | Sequence[Tensor], num_images: int, device: torch.device | None = None
+) -> Tensor:
     """Boxes as a (B, 5) ``[image_index, x1, y1, x2, y2]`` floating tensor.
 
     Args:
         boxes: a (B, 5) tensor, or a list of ``num_images`` (Bi, 4) XYXY tensors.
+        device: device of the result when ``boxes`` is an empty list (default CPU).
     """
     if isinstance(boxes, Tensor):
         if boxes.dim() != 2 or boxes.shape[1] != 5:
@@ -68,6 +76,8 @@ def boxes_to_indexed(boxes: Tensor | Sequence[Tensor], num_images: int) -> Tenso
             if not isinstance(b, Tensor) or b.dim() != 2 or b.shape[1] != 4:
                 shape = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
                 raise ValueError(f"boxes[{i}] must be a (Bi, 4) tensor, got {shape}")
+        if len(boxes) == 0:
+            return torch.zeros((0, 5), dtype=torch.float64, device=device)
         flat = torch.cat([b.to(torch.float64) for b in boxes], dim=0)
         sizes = torch.tensor([len(b) for b in boxes], device=flat.device)
         index = torch.repeat_interleave(torch.arange(num_images, device=flat.device), sizes)
@@ -122,6 +132,10 @@ def multi_granularity_occlusion(
         fill_value: value of "constant" (an integer in [0, 255] for uint8 images).
         noise_range: ``(low, high)`` of "noise" for float images, default (0, 255); must be
             None for uint8 images.
+    Raises:
+        ValueError / TypeError: on a bad argument, naming it.
+        RuntimeError: if ``images`` or ``boxes`` require grad under grad mode (not
+            differentiable).
     Returns:
         occluded: (L, N, C, H, W), dtype of ``images``, level l in ``occluded[l]``.
         cell_masks: (L, B, max_l rows_l * cols_l) bool, True = cell covered; cells of level l
@@ -132,7 +146,7 @@ def multi_granularity_occlusion(
         raise ValueError(f"images must be a (N, C, H, W) tensor, got {shape}")
     if images.dtype not in _IMAGE_DTYPES:
         raise TypeError(f"images must be uint8, float32 or float64, got {images.dtype}")
-    indexed = boxes_to_indexed(boxes, images.shape[0])
+    indexed = boxes_to_indexed(boxes, images.shape[0], images.device)
     if indexed.device != images.device:
         raise ValueError(f"boxes are on {indexed.device} but images are on {images.device}")
     if indexed.numel() > 0:

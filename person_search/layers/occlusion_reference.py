@@ -114,6 +114,7 @@ def multi_granularity_occlusion_reference(
     levels = []
     for level, (rows, cols) in enumerate(grids):
         out = images.clone()
+        visible = []  # (image, cell rectangle) of every visible cell, restored at the end
         for b, box in enumerate(boxes.tolist()):
             n = int(box[0])
             x0, y0 = _pixel_edge(box[1], width), _pixel_edge(box[2], height)
@@ -129,6 +130,7 @@ def multi_granularity_occlusion_reference(
                 masks[level, b, valid[keep]] = False
             for k in valid:
                 if not masks[level, b, k]:
+                    visible.append((n, cells[k]))
                     continue
                 ya, yb, xa, xb = cells[k]
                 region = out[n, :, ya:yb, xa:xb]
@@ -145,5 +147,8 @@ def multi_granularity_occlusion_reference(
                     else:
                         u = hash_to_unit(h)
                         region[...] = (noise_low + u * (noise_high - noise_low)).to(images.dtype)
+        # visible cells take precedence over the covered cells of overlapping boxes
+        for n, (ya, yb, xa, xb) in visible:
+            out[n, :, ya:yb, xa:xb] = images[n, :, ya:yb, xa:xb]
         levels.append(out)
     return torch.stack(levels), masks

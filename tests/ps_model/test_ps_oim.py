@@ -308,3 +308,23 @@ def test_query_path_embeds_given_boxes_without_detection():
         (out2,) = model([two])
     assert out2["query_embeddings"].shape == (2, cfg.MODEL.PERSON_SEARCH.EMBEDDING_DIM)
     torch.testing.assert_close(out2["query_embeddings"][:1], expected)
+
+
+def test_roi_pooler_impl_selects_the_heads_pooler():
+    from detectron2.modeling.poolers import ROIPooler
+
+    from person_search.layers import MultiLevelROIPooler
+
+    cfg, model = _oim_model()
+    assert cfg.MODEL.ROI_POOLER_IMPL == "person_search"  # the compiled RoIAlign by default
+    assert isinstance(model.roi_heads.pooler, MultiLevelROIPooler)
+    cfg.MODEL.ROI_POOLER_IMPL = "detectron2"
+    torch.manual_seed(0)
+    d2_pooler = build_model(cfg).roi_heads.pooler
+    assert type(d2_pooler) is ROIPooler
+    features = [torch.randn(2, 8, 12, 16)]
+    boxes = [Boxes(torch.tensor([[1.0, 2.0, 60.0, 40.0]])), Boxes(torch.tensor([[5.0, 5, 9, 30]]))]
+    torch.testing.assert_close(model.roi_heads.pooler(features, boxes), d2_pooler(features, boxes))
+    cfg.MODEL.ROI_POOLER_IMPL = "torchvision"
+    with pytest.raises(ValueError, match="ROI_POOLER_IMPL"):
+        build_model(cfg)

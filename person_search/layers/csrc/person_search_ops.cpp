@@ -2,8 +2,9 @@
 //
 // Every op lives in the `person_search` namespace (torch.ops.person_search.*). The CPU
 // kernels are registered in the *_cpu.cpp files and the CUDA kernels in the *_cuda.cu
-// files, each behind its own TORCH_LIBRARY_IMPL block; autograd is added in Python
-// (person_search/layers/roi_align.py).
+// files, each behind its own TORCH_LIBRARY_IMPL block. Autograd: RoIAlign's is added in
+// Python (person_search/layers/roi_align.py); the occlusion op is not differentiable and
+// its Autograd kernel (occlusion/occlusion_autograd.cpp) says so.
 
 #include <Python.h>
 #include <torch/library.h>
@@ -26,13 +27,29 @@ TORCH_LIBRARY(person_search, m) {
       "float noise_high, int seed) -> (Tensor, Tensor)");
 }
 
-// `import person_search._C` only has to load the library so that the registrations above
-// run; the module itself is empty.
+// `import person_search._C` loads the library so that the registrations above run. The
+// module has one function, built_with_cuda(): whether the CUDA kernels were compiled in
+// (setup.py defines WITH_CUDA when it builds them, e.g. with FORCE_CUDA=1).
+namespace {
+PyObject* built_with_cuda(PyObject* /*self*/, PyObject* /*args*/) {
+#ifdef WITH_CUDA
+  Py_RETURN_TRUE;
+#else
+  Py_RETURN_FALSE;
+#endif
+}
+
+PyMethodDef module_methods[] = {
+    {"built_with_cuda", built_with_cuda, METH_NOARGS,
+     "built_with_cuda() -> bool: whether the CUDA kernels of the ops were compiled in."},
+    {nullptr, nullptr, 0, nullptr}};
+}  // namespace
+
 extern "C" {
 PyMODINIT_FUNC PyInit__C(void) {
   static struct PyModuleDef module_def = {
       PyModuleDef_HEAD_INIT, "_C", "Compiled ops of person_search (see torch.ops.person_search).",
-      -1, nullptr};
+      -1, module_methods};
   return PyModule_Create(&module_def);
 }
 }

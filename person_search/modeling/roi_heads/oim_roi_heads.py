@@ -28,6 +28,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
+from ...layers.pooler import build_roi_pooler
 from ..backbone.head_stage import build_roi_head_stage
 from ..losses.oim import BACKGROUND_PID, OIMLoss
 from .embedding_head import EmbeddingHead
@@ -93,17 +94,6 @@ def proposal_person_ids(proposals: list[Instances], num_classes: int) -> torch.T
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
-def _build_pooler(output_size: int, scales: tuple[float, ...], sampling_ratio: int, pooler_type):
-    from detectron2.modeling.poolers import ROIPooler
-
-    return ROIPooler(
-        output_size=output_size,
-        scales=scales,
-        sampling_ratio=sampling_ratio,
-        pooler_type=pooler_type,
-    )
-
-
 @ROI_HEADS_REGISTRY.register()
 class OIMROIHeads(ROIHeads):
     """RoIAlign + last backbone stage + box predictor + embedding head + OIM loss.
@@ -154,7 +144,9 @@ class OIMROIHeads(ROIHeads):
             )
         in_shape = input_shape[in_features[0]]
         ret["in_features"] = in_features
-        ret["pooler"] = _build_pooler(
+        # The compiled RoIAlign by default; MODEL.ROI_POOLER_IMPL "detectron2" for Detectron2's.
+        ret["pooler"] = build_roi_pooler(
+            cfg,
             cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION,
             (1.0 / in_shape.stride,),
             cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,

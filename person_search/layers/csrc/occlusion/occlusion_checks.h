@@ -65,5 +65,21 @@ inline int64_t check_arguments(const at::Tensor& images, const at::Tensor& boxes
   return max_cells;
 }
 
+// Checks the rows of host (B, 5) float64 boxes: finite values, integer image index in
+// [0, num_images). Called by both kernels (the CUDA one on a host copy of the boxes).
+inline void check_boxes(const double* boxes, int64_t num_boxes, int64_t num_images) {
+  constexpr const char* name = "multi_granularity_occlusion";
+  for (int64_t b = 0; b < num_boxes; ++b) {
+    const double* box = boxes + b * 5;
+    for (int k = 0; k < 5; ++k) {
+      TORCH_CHECK(std::isfinite(box[k]), name, ": box ", b, " has a non-finite value");
+    }
+    TORCH_CHECK(std::floor(box[0]) == box[0] && box[0] >= 0.0 &&
+                    box[0] < static_cast<double>(num_images),
+                name, ": box ", b, " has image index ", box[0], ", expected an integer in [0, ",
+                num_images, ")");
+  }
+}
+
 }  // namespace occlusion
 }  // namespace person_search

@@ -14,6 +14,11 @@
 // The box is split into rows x cols cells with integer bounds: cell row i spans
 // [y0 + floor(i * h / rows), y0 + floor((i + 1) * h / rows)), h = y1 - y0 (same for columns).
 // Cells with no pixel are never covered and do not count as cells of the box.
+//
+// Overlapping boxes: a pixel is filled when a covered cell of some box contains it and no
+// visible (non-empty, uncovered) cell of any box of the same image contains it. Visible
+// cells take precedence, so every box keeps at least one cell of untouched pixels even when
+// its neighbours' covered cells overlap it.
 #pragma once
 
 #include <cmath>
@@ -41,14 +46,20 @@ PS_HOST_DEVICE inline uint64_t splitmix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-PS_HOST_DEVICE inline uint64_t counter_hash(uint64_t seed, uint64_t stream, uint64_t level,
-                                            uint64_t image, uint64_t a, uint64_t b) {
+// The chain up to key `a`; counter_hash(..., a, b) == splitmix64(prefix ^ b), so loops over
+// `b` (e.g. the pixels of a noise plane) hash once per element instead of six times.
+PS_HOST_DEVICE inline uint64_t counter_hash_prefix(uint64_t seed, uint64_t stream,
+                                                   uint64_t level, uint64_t image, uint64_t a) {
   uint64_t h = splitmix64(seed);
   h = splitmix64(h ^ stream);
   h = splitmix64(h ^ level);
   h = splitmix64(h ^ image);
-  h = splitmix64(h ^ a);
-  return splitmix64(h ^ b);
+  return splitmix64(h ^ a);
+}
+
+PS_HOST_DEVICE inline uint64_t counter_hash(uint64_t seed, uint64_t stream, uint64_t level,
+                                            uint64_t image, uint64_t a, uint64_t b) {
+  return splitmix64(counter_hash_prefix(seed, stream, level, image, a) ^ b);
 }
 
 // Uniform double in [0, 1) from the top 53 bits (exact).

@@ -5,7 +5,10 @@
 //   3. the images are copied into every level of the output;
 //   4. one block per (level, box, cell) fills a covered cell. Cells of overlapping boxes may
 //      write the same pixel concurrently, always with the same value (the value depends only
-//      on the pixel), so the result does not depend on the order.
+//      on the pixel), so the result does not depend on the order;
+//   5. one block per (level, box, cell) copies the input back into a visible cell (visible
+//      cells take precedence over the covered cells of overlapping boxes).
+// The boxes are checked on a host copy (one small device-to-host transfer per call).
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -112,6 +115,40 @@ __global__ void fill_kernel(int64_t num_boxes, int64_t max_cells, int64_t num_im
   }
 }
 
+// Copies the input back into the visible (non-empty, uncovered) cell of block (level, box,
+// cell); runs after fill_kernel on the same stream.
+template <typename T>
+__global__ void restore_kernel(int64_t num_boxes, int64_t max_cells, int64_t num_images,
+                               int64_t channels, int64_t height, int64_t width,
+                               const int64_t* grids, const double* boxes, const bool* masks,
+                               const T* in, T* out) {
+  const int64_t task = blockIdx.x;  // (level, box, cell)
+  const int64_t cell = task % max_cells;
+  const int64_t b = (task / max_cells) % num_boxes;
+  const int64_t l = task / (max_cells * num_boxes);
+  const int64_t rows = grids[2 * l], cols = grids[2 * l + 1];
+  if (masks[task] || cell >= rows * cols) {
+    return;
+  }
+  const double* box = boxes + b * 5;
+  const int64_t n = static_cast<int64_t>(box[0]);
+  const PixelBox r = cell_pixels(box_pixels(box, height, width), rows, cols, cell);
+  const int64_t cw = r.x1 - r.x0, ch = r.y1 - r.y0;
+  if (cw <= 0 || ch <= 0) {
+    return;
+  }
+  const int64_t total = channels * ch * cw;
+  const T* src = in + n * channels * height * width;
+  T* dst = out + (l * num_images + n) * channels * height * width;
+  for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
+    const int64_t x = r.x0 + i % cw;
+    const int64_t y = r.y0 + (i / cw) % ch;
+    const int64_t c = i / (cw * ch);
+    const int64_t offset = (c * height + y) * width + x;
+    dst[offset] = src[offset];
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor> occlusion_cuda(const at::Tensor& images,
                                                   const at::Tensor& boxes,
                                                   at::IntArrayRef grid_rows,
@@ -137,6 +174,8 @@ std::tuple<at::Tensor, at::Tensor> occlusion_cuda(const at::Tensor& images,
   }
   const at::Tensor grids = at::tensor(grid_host, at::kLong).to(images.device());
   const at::Tensor boxes_d = boxes.to(at::kDouble).contiguous();
+  const at::Tensor boxes_host = boxes_d.cpu();
+  check_boxes(boxes_host.data_ptr<double>(), num_boxes, num_images);
   at::Tensor masks = at::zeros({levels, num_boxes, max_cells}, images.options().dtype(at::kBool));
   if (levels * num_boxes > 0) {
     decide_kernel<<<at::ceil_div<int64_t>(levels * num_boxes, kThreads), kThreads, 0, stream>>>(
@@ -170,6 +209,11 @@ std::tuple<at::Tensor, at::Tensor> occlusion_cuda(const at::Tensor& images,
         boxes_d.data_ptr<double>(), masks.data_ptr<bool>(), fill_mode,
         static_cast<scalar_t>(fill_value), means.data_ptr<scalar_t>(), noise_low, noise_high,
         useed, out.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    restore_kernel<scalar_t><<<levels * num_boxes * max_cells, kThreads, 0, stream>>>(
+        num_boxes, max_cells, num_images, channels, height, width, grids.data_ptr<int64_t>(),
+        boxes_d.data_ptr<double>(), masks.data_ptr<bool>(), images_c.data_ptr<scalar_t>(),
+        out.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return std::make_tuple(out, masks);
