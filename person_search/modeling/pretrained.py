@@ -135,44 +135,58 @@ def convert_torchvision_resnet(sd: dict[str, torch.Tensor]) -> PretrainedParts:
     return PretrainedParts(trunk=trunk, head_stage=head)
 
 
-def convert_timm_convnext(sd: dict[str, torch.Tensor]) -> PretrainedParts:
-    """timm ConvNeXt state dict -> ``ConvNeXtTrunk`` + ``ConvNeXtHeadStage`` names."""
+def _split_by_prefix(
+    sd: dict[str, torch.Tensor],
+    *,
+    source: str,
+    skip: tuple[str, ...],
+    head_prefix: str,
+    head_rename: str,
+    trunk_prefixes: tuple[str, ...],
+) -> PretrainedParts:
+    """Split a state dict whose last stage is under ``head_prefix`` (renamed ``head_rename``)
+    and whose trunk keys start with one of ``trunk_prefixes``; keys under ``skip`` (the
+    classifier) are dropped, any other key is an error naming ``source``."""
     trunk, head = {}, {}
     unknown = []
     for key, value in sd.items():
-        if key.startswith(("head.", "norm_pre.")):
+        if key.startswith(skip):
             continue
-        if key.startswith("stages.3."):
-            head["stage4." + key[len("stages.3.") :]] = value
-        elif key.startswith(("stem.", "stages.0.", "stages.1.", "stages.2.")):
+        if key.startswith(head_prefix):
+            head[head_rename + key[len(head_prefix) :]] = value
+        elif key.startswith(trunk_prefixes):
             trunk[key] = value
         else:
             unknown.append(key)
     if unknown:
         raise PretrainedMismatchError(
-            f"not a timm ConvNeXt state dict: unknown keys {unknown[:_MAX_LISTED]}"
+            f"not a {source} state dict: unknown keys {unknown[:_MAX_LISTED]}"
         )
     return PretrainedParts(trunk=trunk, head_stage=head)
+
+
+def convert_timm_convnext(sd: dict[str, torch.Tensor]) -> PretrainedParts:
+    """timm ConvNeXt state dict -> ``ConvNeXtTrunk`` + ``ConvNeXtHeadStage`` names."""
+    return _split_by_prefix(
+        sd,
+        source="timm ConvNeXt",
+        skip=("head.", "norm_pre."),
+        head_prefix="stages.3.",
+        head_rename="stage4.",
+        trunk_prefixes=("stem.", "stages.0.", "stages.1.", "stages.2."),
+    )
 
 
 def convert_timm_res2net(sd: dict[str, torch.Tensor]) -> PretrainedParts:
     """timm Res2Net state dict -> ``Res2NetTrunk`` + ``Res2NetHeadStage`` names."""
-    trunk, head = {}, {}
-    unknown = []
-    for key, value in _drop_counters(sd).items():
-        if key.startswith("fc."):
-            continue
-        if key.startswith("layer4."):
-            head[key] = value
-        elif key.startswith(("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")):
-            trunk[key] = value
-        else:
-            unknown.append(key)
-    if unknown:
-        raise PretrainedMismatchError(
-            f"not a timm Res2Net state dict: unknown keys {unknown[:_MAX_LISTED]}"
-        )
-    return PretrainedParts(trunk=trunk, head_stage=head)
+    return _split_by_prefix(
+        _drop_counters(sd),
+        source="timm Res2Net",
+        skip=("fc.",),
+        head_prefix="layer4.",
+        head_rename="layer4.",
+        trunk_prefixes=("conv1.", "bn1.", "layer1.", "layer2.", "layer3."),
+    )
 
 
 def _split_converted(sd: dict[str, torch.Tensor]) -> PretrainedParts:
