@@ -55,6 +55,8 @@ demo-reid: install
 bench: install
 	$(PY) benchmarks/bench_ops.py
 	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/bench_eval_reid.py
+	$(PY) benchmarks/bench_train.py
 
 clean-build:
 	rm -rf build person_search/_C*.so $(VENV)/.stamp-ext

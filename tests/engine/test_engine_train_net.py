@@ -108,6 +108,8 @@ def test_setup_converts_epochs_with_the_training_set_size(tiny_cfg, tmp_path):
             "('toy_prw_train',)",
             "SOLVER.SCHEDULE_UNIT",
             "epoch",
+            "SOLVER.IMS_PER_BATCH",
+            "2",
             "SOLVER.MAX_ITER",
             "4",
             "SOLVER.STEPS",

@@ -239,6 +239,9 @@ def _oim_model():
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 32
     cfg.MODEL.PERSON_SEARCH.EMBEDDING_DIM = 16
     cfg.MODEL.OIM.QUEUE_SIZE = 8
+    # OIM's values (the toy config softens them for training from scratch on CPU).
+    cfg.MODEL.OIM.SCALAR = 30.0
+    cfg.MODEL.OIM.LOSS_WEIGHT = 1.0
     return cfg, build_model(cfg)
 
 

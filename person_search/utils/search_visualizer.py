@@ -1,0 +1,331 @@
+"""Pictures of person-search results: a query and its top-k gallery matches, one image per query.
+
+The ranking is the evaluation's (:mod:`person_search.evaluation.search_metrics`): gallery
+detections with ``score >= det_thresh`` in the images the protocol variant searches for the
+query, ordered by cosine similarity to the query embedding. A match is *correct* when it is the
+evaluation's true positive in its image: the image holds the query person (first ground-truth
+box listed for it) and the match is the most similar detection there with
+``IoU >= min(0.5, w*h / ((w+10)*(h+10)))``. So the first panel is marked correct exactly when
+the evaluation counts a top-1 hit (up to the order among exactly tied similarities).
+
+Drawing uses Detectron2's ``Visualizer``: the query box in blue, each match's box and a caption
+("#rank sim 0.83 det 0.97") in green (correct) or red (wrong); every panel also gets a frame of
+that colour, so correct and wrong matches differ even in a thumbnail. Panels are resized to one
+height and laid out left to right: query, match #1, match #2, ...
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from detectron2.data import DatasetCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.utils.visualizer import Visualizer
+
+from person_search.data.search_protocol import QueryGalleries
+from person_search.engine.checkpoint import atomic_write
+from person_search.evaluation.array_ops import paired_iou
+from person_search.evaluation.saved_results import SavedSearchResults
+from person_search.evaluation.search_metrics import l2_normalize, search_iou_thresholds
+
+__all__ = [
+    "CORRECT_COLOR",
+    "QUERY_COLOR",
+    "WRONG_COLOR",
+    "QueryVisualization",
+    "SearchMatch",
+    "dataset_image_paths",
+    "draw_query_matches",
+    "image_root_paths",
+    "rank_query",
+    "visualize_saved_results",
+]
+
+# Box, caption and frame colours (RGB, 0-255).
+QUERY_COLOR = (30, 90, 255)
+CORRECT_COLOR = (0, 200, 0)
+WRONG_COLOR = (230, 0, 0)
+# Layout (pixels): panel height including the frame, frame thickness, gap between panels.
+PANEL_HEIGHT = 320
+FRAME = 6
+GAP = 8
+_GAP_VALUE = 255  # white gaps
+
+
+@dataclass(frozen=True)
+class SearchMatch:
+    """One gallery detection in a query's ranking.
+
+    Attributes:
+        rank: 1-based position in the ranking.
+        gallery_index: index into ``protocol.gallery_image_ids``.
+        image_id: gallery image id (file name).
+        box: (4,) float32 XYXY in original image pixels.
+        similarity: cosine similarity to the query embedding.
+        score: detection score.
+        correct: whether it is the evaluation's true positive in its image.
+    """
+
+    rank: int
+    gallery_index: int
+    image_id: str
+    box: np.ndarray
+    similarity: float
+    score: float
+    correct: bool
+
+
+@dataclass
+class QueryVisualization:
+    """What :func:`visualize_saved_results` drew for one query.
+
+    Attributes:
+        query_index: index into ``protocol.queries``.
+        path: the PNG written.
+        matches: the ranked matches drawn (at most ``top_k``).
+        panel_columns: per panel (query first), ``(x_start, x_end)`` columns in the PNG; every
+            panel spans all rows, its frame is ``FRAME`` pixels thick.
+    """
+
+    query_index: int
+    path: str
+    matches: list[SearchMatch]
+    panel_columns: list[tuple[int, int]]
+
+
+def _variant_position(variant: QueryGalleries, query_index: int) -> int:
+    hits = np.flatnonzero(np.asarray(variant.query_indices) == query_index)
+    if len(hits) == 0:
+        raise ValueError(
+            f"query {query_index} is not evaluated in protocol variant {variant.name!r}"
+        )
+    return int(hits[0])
+
+
+def _searched_images(
+    saved: SavedSearchResults, variant: QueryGalleries, position: int, query_index: int
+) -> np.ndarray:
+    """(G,) bool: the gallery images the variant searches for this query."""
+    protocol = saved.protocol
+    num_images = len(protocol.gallery_image_ids)
+    keep = np.zeros(num_images, dtype=bool)
+    query = protocol.queries[query_index]
+    if variant.galleries is None:
+        keep[:] = True
+        own = [i for i, name in enumerate(protocol.gallery_image_ids) if name == query.image_id]
+        keep[own] = False
+    else:
+        keep[np.asarray(variant.galleries[position], dtype=np.int64)] = True
+    if variant.cross_camera:
+        if query.camera_id < 0:
+            raise ValueError(f"variant {variant.name!r} is cross-camera; query has no camera id")
+        keep &= np.asarray(protocol.gallery_camera_ids) != query.camera_id
+    return keep
+
+
+def rank_query(
+    saved: SavedSearchResults,
+    query_index: int,
+    *,
+    top_k: int,
+    det_thresh: float,
+    variant: QueryGalleries,
+) -> list[SearchMatch]:
+    """The ``top_k`` most similar gallery detections of one query, marked correct or wrong.
+
+    Args:
+        saved: a loaded results file (:func:`~person_search.evaluation.saved_results.
+            load_search_results`).
+        query_index: index into ``saved.protocol.queries``.
+        top_k: number of matches returned (fewer when fewer detections are searched).
+        det_thresh: detections with ``score >= det_thresh`` are searched.
+        variant: the protocol variant whose gallery is searched (must evaluate this query).
+
+    Returns:
+        matches by decreasing similarity (ties: gallery order).
+    """
+    num_queries = len(saved.protocol.queries)
+    if not 0 <= query_index < num_queries:
+        raise ValueError(f"query index {query_index} is out of range [0, {num_queries})")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    position = _variant_position(variant, query_index)
+    keep = _searched_images(saved, variant, position, query_index)
+    dets = saved.detections.above(det_thresh)
+    det_image = dets.image_indices()
+    searched = np.flatnonzero(keep[det_image])
+    query_emb = l2_normalize(saved.query_embeddings[query_index][None])[0]
+    sims = l2_normalize(dets.embeddings[searched]) @ query_emb  # (n,)
+
+    # The evaluation's true positive of each searched image holding the query person.
+    correct = np.zeros(len(searched), dtype=bool)
+    pos_images, pos_boxes = variant.positives[position]
+    pos_images = np.asarray(pos_images, dtype=np.int64).ravel()
+    pos_boxes = np.asarray(pos_boxes, dtype=np.float64).reshape(-1, 4)
+    images, first = np.unique(pos_images, return_index=True)
+    for image, gt_box in zip(images, pos_boxes[first]):
+        if not keep[image]:
+            continue
+        local = np.flatnonzero(det_image[searched] == image)
+        if len(local) == 0:
+            continue
+        iou = paired_iou(dets.boxes[searched[local]], np.repeat(gt_box[None], len(local), 0))
+        ok = local[iou >= search_iou_thresholds(gt_box[None])[0]]
+        if len(ok):
+            correct[ok[np.argmax(sims[ok])]] = True
+
+    order = np.argsort(-sims, kind="stable")[:top_k]
+    return [
+        SearchMatch(
+            rank=r + 1,
+            gallery_index=int(det_image[searched[i]]),
+            image_id=saved.protocol.gallery_image_ids[int(det_image[searched[i]])],
+            box=dets.boxes[searched[i]].copy(),
+            similarity=float(sims[i]),
+            score=float(dets.scores[searched[i]]),
+            correct=bool(correct[i]),
+        )
+        for r, i in enumerate(order)
+    ]
+
+
+def _panel(
+    image_rgb: np.ndarray, box: np.ndarray, caption: str, color: tuple[int, int, int]
+) -> np.ndarray:
+    """One framed panel: (PANEL_HEIGHT, w, 3) uint8 RGB with the box and caption drawn."""
+    inner = PANEL_HEIGHT - 2 * FRAME
+    scale = inner / image_rgb.shape[0]
+    width = max(1, int(round(image_rgb.shape[1] * scale)))
+    resized = cv2.resize(image_rgb, (width, inner), interpolation=cv2.INTER_AREA)
+    color_f = tuple(c / 255.0 for c in color)
+    vis = Visualizer(resized)
+    x0, y0, x1, y1 = (np.asarray(box, dtype=np.float64) * scale).tolist()
+    vis.draw_box((x0, y0, x1, y1), alpha=1.0, edge_color=color_f)
+    vis.draw_text(caption, (2, 2), color=color_f, horizontal_alignment="left")
+    drawn = vis.get_output().get_image()[:inner, :width]
+    framed = np.empty((PANEL_HEIGHT, width + 2 * FRAME, 3), dtype=np.uint8)
+    framed[:] = color
+    framed[FRAME : FRAME + drawn.shape[0], FRAME : FRAME + drawn.shape[1]] = drawn
+    return framed
+
+
+def draw_query_matches(
+    query_image: np.ndarray,
+    query_box: np.ndarray,
+    matches: Sequence[SearchMatch],
+    match_images: Sequence[np.ndarray],
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Lay out the query panel and one panel per match.
+
+    Args:
+        query_image: (H, W, 3) uint8 RGB; query_box: (4,) XYXY in its pixels.
+        matches: ranked matches; match_images: the (H_i, W_i, 3) uint8 RGB image of each.
+
+    Returns:
+        (PANEL_HEIGHT, W_total, 3) uint8 RGB picture and each panel's ``(x_start, x_end)``.
+    """
+    if len(matches) != len(match_images):
+        raise ValueError(f"{len(matches)} matches but {len(match_images)} images")
+    panels = [_panel(query_image, query_box, "query", QUERY_COLOR)]
+    for match, image in zip(matches, match_images):
+        verdict = "correct" if match.correct else "wrong"
+        caption = f"#{match.rank} sim {match.similarity:.2f} det {match.score:.2f} {verdict}"
+        color = CORRECT_COLOR if match.correct else WRONG_COLOR
+        panels.append(_panel(image, match.box, caption, color))
+    columns, parts, x = [], [], 0
+    for i, panel in enumerate(panels):
+        if i:
+            parts.append(np.full((PANEL_HEIGHT, GAP, 3), _GAP_VALUE, dtype=np.uint8))
+            x += GAP
+        columns.append((x, x + panel.shape[1]))
+        parts.append(panel)
+        x += panel.shape[1]
+    return np.concatenate(parts, axis=1), columns
+
+
+def dataset_image_paths(dataset_name: str) -> Callable[[str], str]:
+    """image id -> file of a registered person-search dataset (its files must be present)."""
+    try:
+        dicts = DatasetCatalog.get(dataset_name)
+    except KeyError as e:
+        raise KeyError(f"dataset {dataset_name!r} is not registered ({e})") from e
+    files = {d["image_id"]: d["file_name"] for d in dicts}
+
+    def path(image_id: str) -> str:
+        if image_id not in files:
+            raise KeyError(f"image {image_id!r} is not in dataset {dataset_name!r}")
+        return files[image_id]
+
+    return path
+
+
+def image_root_paths(image_root: str) -> Callable[[str], str]:
+    """image id -> ``image_root/<image id>`` (e.g. CUHK-SYSU's ``Image/SSM``, PRW's ``frames``)."""
+    if not os.path.isdir(image_root):
+        raise NotADirectoryError(f"image root {image_root!r} is not a directory")
+    return lambda image_id: os.path.join(image_root, image_id)
+
+
+def _read_rgb(path: str) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    return utils.read_image(path, format="RGB")
+
+
+def _write_png(path: str, image_rgb: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image_rgb[:, :, ::-1]))
+    if not ok:
+        raise OSError(f"cannot encode {path} as PNG")
+    atomic_write(path, lambda f: f.write(encoded.tobytes()), mode="wb")
+
+
+def visualize_saved_results(
+    saved: SavedSearchResults,
+    image_path: Callable[[str], str],
+    output_dir: str,
+    query_indices: Sequence[int],
+    *,
+    top_k: int = 5,
+    det_thresh: float | None = None,
+    variant: str | None = None,
+) -> list[QueryVisualization]:
+    """Write ``output_dir/query_<index>.png`` for each query (atomically).
+
+    Args:
+        saved: a loaded results file.
+        image_path: image id -> image file (:func:`dataset_image_paths`,
+            :func:`image_root_paths`).
+        query_indices: indices into ``saved.protocol.queries``.
+        top_k: matches per query.
+        det_thresh: detection threshold; ``None`` = the one the results were evaluated with.
+        variant: protocol variant searched; ``None`` = the protocol's default variant.
+    """
+    if det_thresh is None:
+        det_thresh = float(saved.settings["det_thresh"])
+    if not 0.0 <= det_thresh <= 1.0:
+        raise ValueError(f"det_thresh must be in [0, 1], got {det_thresh}")
+    protocol = saved.protocol
+    built = protocol.variant(variant or protocol.default_variant)
+    num_queries = len(protocol.queries)
+    bad = [q for q in query_indices if not 0 <= q < num_queries]
+    if bad:
+        raise ValueError(f"query indices {bad} are out of range [0, {num_queries})")
+    os.makedirs(output_dir, exist_ok=True)
+    out = []
+    for q in query_indices:
+        matches = rank_query(saved, q, top_k=top_k, det_thresh=det_thresh, variant=built)
+        query = protocol.queries[q]
+        picture, columns = draw_query_matches(
+            _read_rgb(image_path(query.image_id)),
+            query.box,
+            matches,
+            [_read_rgb(image_path(m.image_id)) for m in matches],
+        )
+        path = os.path.join(output_dir, f"query_{q:04d}.png")
+        _write_png(path, picture)
+        out.append(QueryVisualization(q, path, matches, columns))
+    return out
