@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import OrderedDict
 
@@ -30,6 +29,7 @@ from person_search.evaluation.person_search_evaluator import (
     load_protocol_and_ground_truth,
 )
 from person_search.evaluation.saved_results import load_search_results
+from person_search.utils.file_io import atomic_write
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,10 +90,7 @@ def main(argv: list[str] | None = None) -> OrderedDict:
     )
     logger.info(f"{args.file}\n{table}")
     if args.json:
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, args.json)
+        atomic_write(args.json, lambda f: json.dump(results, f, indent=2), mode="w")
     return results
 
 

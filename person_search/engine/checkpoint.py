@@ -26,15 +26,15 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import tempfile
-from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from fvcore.common.checkpoint import _strip_prefix_if_present
+
+from ..utils.file_io import atomic_write
 
 __all__ = [
     "CheckpointMismatchError",
@@ -273,22 +273,3 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
         """Atomically write ``last_checkpoint`` naming ``last_filename_basename``."""
         tag = os.path.join(self.save_dir, "last_checkpoint")
         atomic_write(tag, lambda f: f.write(last_filename_basename), mode="w")
-
-
-def atomic_write(path: str, write: Callable[[IO], object], mode: str) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path`` (opened with ``mode``), flush it
-    to disk, then rename it to ``path``: ``path`` is either absent/old or complete, never
-    partial. The temporary file is removed when ``write`` raises."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

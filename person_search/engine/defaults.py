@@ -15,7 +15,8 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..config import get_cfg
-from .checkpoint import PersonSearchCheckpointer, atomic_write
+from ..utils.file_io import atomic_write
+from .checkpoint import PersonSearchCheckpointer
 from .schedule import resolve_schedule
 from .trainer import Trainer
 

@@ -24,7 +24,6 @@ Layout (``torch.save`` of a dict)::
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from person_search.data.search_protocol import QueryGalleries, SearchProtocol, SearchQuery
+from person_search.utils.file_io import atomic_write
 
 from .detection_metrics import GalleryGroundTruth
 from .search_metrics import GalleryDetections
@@ -146,17 +146,7 @@ def save_search_results(
         },
         "query_embeddings": _t(np.asarray(query_embeddings), torch.float32),
     }
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".search_results.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f), mode="wb")
 
 
 def load_search_results(path: str) -> SavedSearchResults:

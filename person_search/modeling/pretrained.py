@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..utils.file_io import atomic_write
 from .backbone.head_stage import ROI_HEAD_STAGE_REGISTRY
 
 __all__ = [
@@ -269,17 +269,7 @@ def save_converted(parts: PretrainedParts, path: str) -> None:
     model = {TRUNK_PREFIX + k: v for k, v in parts.trunk.items()}
     model.update({HEAD_STAGE_PREFIX + k: v for k, v in parts.head_stage.items()})
     payload = {"model": model, "__author__": CONVERTED_AUTHOR, "matching_heuristics": False}
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".convert_pretrained.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f), mode="wb")
 
 
 def _check_fits(module: nn.Module, sd: dict[str, torch.Tensor], what: str, source: str) -> None:

@@ -25,7 +25,7 @@ from detectron2.utils.logger import setup_logger
 
 from person_search.data.toy import make_toy_dataset
 from person_search.engine import Trainer, load_config, resolve_schedule
-from person_search.engine.checkpoint import atomic_write
+from person_search.utils.file_io import atomic_write
 
 __all__ = [
     "DemoRun",

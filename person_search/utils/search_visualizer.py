@@ -27,10 +27,10 @@ from detectron2.data import detection_utils as utils
 from detectron2.utils.visualizer import Visualizer
 
 from person_search.data.search_protocol import QueryGalleries
-from person_search.engine.checkpoint import atomic_write
 from person_search.evaluation.array_ops import paired_iou
 from person_search.evaluation.saved_results import SavedSearchResults
 from person_search.evaluation.search_metrics import l2_normalize, search_iou_thresholds
+from person_search.utils.file_io import atomic_write
 
 __all__ = [
     "CORRECT_COLOR",
