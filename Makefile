@@ -13,10 +13,12 @@ PIP    := $(PY) -m pip
 export FORCE_CUDA
 
 CSRC := $(shell find person_search/layers/csrc -type f 2>/dev/null)
+# One stamp per kind of build, so that switching FORCE_CUDA rebuilds the extension.
+EXT_STAMP := $(VENV)/.stamp-ext$(if $(filter 1,$(FORCE_CUDA)),-cuda,)
 
 .PHONY: install test test-fast lint format demo demo-reid bench clean-build
 
-install: $(VENV)/.stamp-ext
+install: $(EXT_STAMP)
 
 $(VENV)/.stamp-base: requirements.txt tools/install_detectron2.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +29,8 @@ $(VENV)/.stamp-base: requirements.txt tools/install_detectron2.sh
 	$(PIP) install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.stamp-ext: $(VENV)/.stamp-base setup.py $(CSRC)
+$(EXT_STAMP): $(VENV)/.stamp-base setup.py $(CSRC)
+	rm -f $(VENV)/.stamp-ext*
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -c "import person_search._C"
 	touch $@
@@ -59,4 +62,4 @@ bench: install
 	$(PY) benchmarks/bench_train.py
 
 clean-build:
-	rm -rf build person_search/_C*.so $(VENV)/.stamp-ext
+	rm -rf build person_search/_C*.so $(VENV)/.stamp-ext*

@@ -7,9 +7,9 @@ evaluator of the library into Detectron2's registries.
 
 from . import compat
 
-compat.apply()
-
-from . import config, data, evaluation, modeling  # noqa: E402  (registers components)
+with compat.quiet_torchscript_deprecation():
+    compat.apply()
+    from . import config, data, evaluation, modeling  # noqa: E402  (registers components)
 
 __version__ = "0.1.0"
 __all__ = ["compat", "config", "data", "evaluation", "modeling", "__version__"]

@@ -21,6 +21,9 @@ Fixes, each guarded by a check that the breakage is present:
 5. torch >= 2.0 schedulers derive from ``LRScheduler`` not ``_LRScheduler``: the
    ``LRScheduler`` hook's ``state_dict``/``load_state_dict`` silently skipped them; they now
    check the new base class.
+6. torch 2.14 deprecates ``torch.jit.script``, which fvcore and Detectron2 call at import
+   time: ``import person_search`` imports them inside :func:`quiet_torchscript_deprecation`
+   so that every command does not print that ``FutureWarning``.
 
 The optimizer state (not saved by v0.6's ``DefaultTrainer``) and torch's ``weights_only``
 loading are handled in :mod:`person_search.engine`, not here.
@@ -28,6 +31,7 @@ loading are handled in :mod:`person_search.engine`, not here.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -36,7 +40,13 @@ import random
 import sys
 import types
 
-__all__ = ["MissingDetectron2Op", "apply", "applied_fixes", "has_real_detectron2_ops"]
+__all__ = [
+    "MissingDetectron2Op",
+    "apply",
+    "applied_fixes",
+    "has_real_detectron2_ops",
+    "quiet_torchscript_deprecation",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +241,23 @@ def _fix_lr_scheduler_hook() -> None:
 
 
 _done = False
+
+
+@contextlib.contextmanager
+def quiet_torchscript_deprecation():
+    """Silence torch's ``torch.jit.script`` deprecation ``FutureWarning`` inside the block.
+
+    fvcore and Detectron2 v0.6 script a few helpers at import time; each import would print
+    the warning, which users cannot act on. Only that message is filtered, only while the
+    block runs (``import person_search`` wraps its imports of Detectron2 in it).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning
+        )
+        yield
 
 
 def apply() -> list[str]:

@@ -154,3 +154,30 @@ def test_build_model_imports():
     from detectron2.modeling import build_model  # noqa: F401
 
     assert person_search.__version__
+
+
+def test_import_prints_no_torchscript_deprecation():
+    """fvcore/Detectron2 script helpers at import; `import person_search` keeps that quiet."""
+    code = "import person_search; from detectron2.modeling import build_model"
+    result = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "torch.jit.script" not in result.stderr
+
+
+def test_torchscript_filter_is_scoped():
+    """Only that message, only inside the block: later user code still sees the warning."""
+    import warnings
+
+    message = "`torch.jit.script` is deprecated. Please switch to `torch.compile`."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with compat.quiet_torchscript_deprecation():
+            warnings.warn(message, FutureWarning, stacklevel=1)
+            warnings.warn("another future change", FutureWarning, stacklevel=1)
+        warnings.warn(message, FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["another future change", message]
