@@ -11,6 +11,7 @@ link on machines without a GPU). ``setup.py`` imports torch, so install with
 import glob
 import os
 import shutil
+import sys
 
 import torch
 from setuptools import find_packages, setup
@@ -68,6 +69,14 @@ def get_extensions():
         raise RuntimeError(f"no C++ sources found under {CSRC}")
     define_macros = []
     extra_compile_args = {"cxx": ["-O3", "-std=c++20"]}
+    extra_link_args = []
+    if sys.platform.startswith("linux"):
+        # The CPU kernels split their work with at::parallel_for. torch's Linux builds use
+        # OpenMP for it, and ATen's header implements it with `#pragma omp parallel`: without
+        # -fopenmp it silently runs on one thread. Linking resolves to the libgomp.so.1 that
+        # torch has already loaded, so torch.set_num_threads governs our kernels too.
+        extra_compile_args["cxx"].append("-fopenmp")
+        extra_link_args.append("-fopenmp")
     extension = CppExtension
     sources = cpp_sources
     if _want_cuda():
@@ -85,6 +94,7 @@ def get_extensions():
             include_dirs=[os.path.join(HERE, CSRC)],
             define_macros=define_macros,
             extra_compile_args=extra_compile_args,
+            extra_link_args=extra_link_args,
         )
     ]
 

@@ -13,9 +13,11 @@ same run.
     (:mod:`person_search.layers.occlusion_reference`, the same function: the run checks its
     output equals the op's), on which the target applies (>= 20x faster on CPU); and, for
     information, a per-box loop drawing its cells with torch's generator (other random
-    numbers, no counter-based hash). The op cannot beat allocating and filling its
-    (L, N, C, H, W) output, which is also timed: that floor, 4x larger for float32 than for
-    uint8, bounds the ratios.
+    numbers, no counter-based hash). The op is bound by writing its (L, N, C, H, W)
+    output (4x the bytes for float32, so float32 ratios are lower); for scale, torch's own
+    ``repeat`` of the images into a new tensor of that shape is timed too (it uses torch's
+    allocator as is, whereas the op advises its output as huge-page memory, see
+    ``occlusion_cpu.cpp``, and can be the faster of the two).
 
 Every time is the median of ``--repeats`` rounds after one warm-up round; a round runs each
 compared function once, in turn. On a machine whose cores are shared with other jobs, torch's
@@ -169,7 +171,7 @@ def _bench_occlusion_dtype(
     def torch_rng_loop():
         return occlusion_torch_rng_loop(dev_images, dev_boxes, GRIDS, CELL_PROB, loop_gen)
 
-    def copy_only():  # the memory floor of the op: a new (L, N, C, H, W) output filled
+    def copy_only():  # for scale: torch repeats the images into a new (L, N, C, H, W) tensor
         return dev_images.unsqueeze(0).repeat(len(GRIDS), 1, 1, 1, 1)
 
     (op_images, op_masks), (ref_images, ref_masks) = op(), reference()
@@ -180,8 +182,8 @@ def _bench_occlusion_dtype(
     t_op, t_ref, t_loop, t_copy = (times[k] for k in ("op", "ref", "loop", "copy"))
     ratio = t_ref / t_op
     print(
-        f"  {str(images.dtype):13s} op {t_op * 1e3:8.1f} ms (allocating and copying the "
-        f"output alone: {t_copy * 1e3:.1f} ms); op output == reference output: {same}"
+        f"  {str(images.dtype):13s} op {t_op * 1e3:8.1f} ms (for scale, torch's repeat into "
+        f"a new output: {t_copy * 1e3:.1f} ms); op output == reference output: {same}"
     )
     print(
         f"    reference per-box loop (CPU) {t_ref * 1e3:8.1f} ms: ratio loop / op = "

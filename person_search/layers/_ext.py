@@ -12,7 +12,7 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["built_with_cuda", "load_extension", "ops"]
+__all__ = ["built_with_cuda", "built_with_openmp", "load_extension", "ops"]
 
 _EXTENSION = "person_search._C"
 _BUILD_HINT = (
@@ -46,6 +46,12 @@ def load_extension() -> ModuleType:
 def built_with_cuda() -> bool:
     """Whether ``person_search._C`` was compiled with its CUDA kernels (``WITH_CUDA``)."""
     return bool(load_extension().built_with_cuda())
+
+
+def built_with_openmp() -> bool:
+    """Whether the CPU kernels of ``person_search._C`` were compiled with OpenMP, i.e. split
+    their work over torch's intra-op threads (``torch.get_num_threads()``)."""
+    return bool(load_extension().built_with_openmp())
 
 
 def ops() -> torch._ops._OpNamespace:

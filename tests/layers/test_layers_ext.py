@@ -2,11 +2,18 @@
 kernels registered per dispatch key, and the CUDA kernels present when built with CUDA."""
 
 import os
+import sys
 
 import pytest
 import torch
 
-from person_search.layers import built_with_cuda, load_extension
+from person_search.layers import (
+    built_with_cuda,
+    built_with_openmp,
+    load_extension,
+    multi_granularity_occlusion,
+    roi_align,
+)
 
 OPS = ("roi_align_forward", "roi_align_backward", "multi_granularity_occlusion")
 
@@ -49,3 +56,47 @@ def test_force_cuda_build_has_cuda_kernels():
     assert built_with_cuda()
     for op in OPS:
         assert _has_kernel(op, "CUDA"), op
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or "OpenMP" not in torch.__config__.parallel_info(),
+    reason="torch here does not run its intra-op threads on OpenMP",
+)
+def test_cpu_kernels_use_torchs_openmp_threads():
+    """ATen's OpenMP ``parallel_for`` is a header ``#pragma omp parallel``: the extension must
+    be compiled with -fopenmp or its CPU kernels silently run on one thread."""
+    assert built_with_openmp()
+
+
+def test_cpu_kernels_give_the_same_bits_on_one_and_two_threads():
+    """The CPU kernels split work so that no output depends on the thread count."""
+    gen = torch.Generator().manual_seed(3)
+    features = torch.randn(2, 16, 24, 32, generator=gen, dtype=torch.float64)
+    xy = torch.rand(40, 2, generator=gen, dtype=torch.float64) * torch.tensor([200.0, 150.0])
+    wh = torch.rand(40, 2, generator=gen, dtype=torch.float64) * 120 + 1
+    rois = torch.cat([torch.randint(0, 2, (40, 1), generator=gen).double(), xy, xy + wh], 1)
+    images = torch.randint(0, 256, (3, 3, 90, 120), generator=gen, dtype=torch.uint8)
+    boxes = torch.tensor(
+        [[0, 5, 5, 60, 80], [0, 30, 10, 100, 85], [1, 0, 0, 120, 90], [2, 10, 20, 50, 70]],
+        dtype=torch.float64,
+    )
+
+    def run():
+        feats = features.clone().requires_grad_()
+        pooled = roi_align(feats, rois, (7, 7), 1 / 8, 0, True)
+        (grad,) = torch.autograd.grad((pooled * pooled.detach().cos()).sum(), feats)
+        occluded, masks = multi_granularity_occlusion(
+            images, boxes, [(2, 1), (2, 2), (3, 3)], 0.5, "noise", 7
+        )
+        return pooled.detach(), grad, occluded, masks
+
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run()
+        torch.set_num_threads(2)
+        two = run()
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)

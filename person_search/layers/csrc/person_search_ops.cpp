@@ -28,9 +28,19 @@ TORCH_LIBRARY(person_search, m) {
 }
 
 // `import person_search._C` loads the library so that the registrations above run. The
-// module has one function, built_with_cuda(): whether the CUDA kernels were compiled in
-// (setup.py defines WITH_CUDA when it builds them, e.g. with FORCE_CUDA=1).
+// module has two functions: built_with_cuda(), whether the CUDA kernels were compiled in
+// (setup.py defines WITH_CUDA when it builds them, e.g. with FORCE_CUDA=1), and
+// built_with_openmp(), whether at::parallel_for in the CPU kernels uses OpenMP threads
+// (setup.py passes -fopenmp on Linux; without it ATen's OpenMP parallel_for runs serially).
 namespace {
+PyObject* built_with_openmp(PyObject* /*self*/, PyObject* /*args*/) {
+#ifdef _OPENMP
+  Py_RETURN_TRUE;
+#else
+  Py_RETURN_FALSE;
+#endif
+}
+
 PyObject* built_with_cuda(PyObject* /*self*/, PyObject* /*args*/) {
 #ifdef WITH_CUDA
   Py_RETURN_TRUE;
@@ -42,6 +52,8 @@ PyObject* built_with_cuda(PyObject* /*self*/, PyObject* /*args*/) {
 PyMethodDef module_methods[] = {
     {"built_with_cuda", built_with_cuda, METH_NOARGS,
      "built_with_cuda() -> bool: whether the CUDA kernels of the ops were compiled in."},
+    {"built_with_openmp", built_with_openmp, METH_NOARGS,
+     "built_with_openmp() -> bool: whether the CPU kernels run on torch's OpenMP threads."},
     {nullptr, nullptr, 0, nullptr}};
 }  // namespace
 
