@@ -136,6 +136,20 @@ def test_real_names_are_strict(toy_prw, tmp_path, monkeypatch):
         DatasetCatalog.get("cuhk_sysu_train")
 
 
+def test_real_train_id_counts_known_without_the_files(tmp_path, monkeypatch):
+    """An OIM model for --eval-only on the real datasets sizes its lookup table from the
+    published identity counts, without the training annotations being present."""
+    from person_search.config import get_cfg
+    from person_search.modeling.roi_heads.oim_roi_heads import resolve_num_person_ids
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))  # empty: nothing to read
+    assert MetadataCatalog.get("cuhk_sysu_train").num_person_ids == 5532
+    assert MetadataCatalog.get("prw_train").num_person_ids == 483
+    cfg = get_cfg()
+    cfg.DATASETS.TRAIN = ("cuhk_sysu_train", "prw_train")
+    assert resolve_num_person_ids(cfg) == 5532 + 483
+
+
 def _fields(arr: np.ndarray) -> tuple[str, ...]:
     return tuple(arr.dtype.names or ())
 

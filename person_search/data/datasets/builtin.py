@@ -19,8 +19,10 @@ name                    root (under ``$DETECTRON2_DATASETS``, default      stric
 The root is resolved when a dataset is loaded, so ``DETECTRON2_DATASETS`` may be set after
 import. Metadata set at registration: ``thing_classes=["person"]``,
 ``evaluator_type="person_search"``, ``dataset_format`` (``"cuhk_sysu"`` / ``"prw"``). Metadata
-set when the dataset is loaded (``DatasetCatalog.get(name)``): ``num_person_ids`` (train splits)
-and ``search_protocol`` (a :class:`~person_search.data.search_protocol.SearchProtocol`, test
+set when the dataset is loaded (``DatasetCatalog.get(name)``): ``num_person_ids`` (train splits;
+for the strict real train splits it is set at registration too, from the published sizes, so
+that building an OIM model for ``--eval-only`` does not need the training files) and
+``search_protocol`` (a :class:`~person_search.data.search_protocol.SearchProtocol`, test
 splits). Loading again replaces them with the freshly read values.
 """
 
@@ -31,11 +33,13 @@ from collections.abc import Callable
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .cuhk_sysu import load_cuhk_sysu_test, load_cuhk_sysu_train
-from .prw import load_prw_test, load_prw_train
+from .cuhk_sysu import CUHK_SYSU_SIZES, load_cuhk_sysu_test, load_cuhk_sysu_train
+from .prw import PRW_SIZES, load_prw_test, load_prw_train
 
 __all__ = ["datasets_root", "register_person_search_dataset"]
 
+# Labelled training identities of the real datasets (what a strict load asserts).
+_PUBLISHED_TRAIN_IDS = {"cuhk_sysu": CUHK_SYSU_SIZES["train_ids"], "prw": PRW_SIZES["train_ids"]}
 # Format name -> (train loader, test loader).
 _LOADERS: dict[str, tuple[Callable, Callable]] = {
     "cuhk_sysu": (load_cuhk_sysu_train, load_cuhk_sysu_test),
@@ -104,6 +108,8 @@ def register_person_search_dataset(
         evaluator_type="person_search",
         dataset_format=dataset_format,
     )
+    if split == "train" and strict_sizes:
+        MetadataCatalog.get(name).set(num_person_ids=_PUBLISHED_TRAIN_IDS[dataset_format])
 
 
 def _register_builtin() -> None:
