@@ -66,6 +66,7 @@ def build_reid_train_loader(
     num_instances: int,
     num_workers: int = 0,
     seed: int | None = None,
+    start_iter: int = 0,
 ) -> torchdata.DataLoader:
     """Infinite loader of P x K batches (lists of mapped dicts, ``total_batch_size / world`` each).
 
@@ -76,9 +77,16 @@ def build_reid_train_loader(
         num_instances: K (``DATALOADER.NUM_INSTANCES``).
         num_workers: data-loading processes per rank.
         seed: sampler seed (``SEED``; None: a random seed shared by all ranks).
+        start_iter: first iteration served: the sampler skips that many global batches, so a
+            run resumed at iteration ``i`` with the same seed reads what the interrupted run
+            would have read next.
     """
     sampler = PKSampler(
-        [d["person_id"] for d in dataset], total_batch_size, num_instances, seed=seed
+        [d["person_id"] for d in dataset],
+        total_batch_size,
+        num_instances,
+        seed=seed,
+        start_batch=start_iter,
     )
     data = MapDataset(DatasetFromList(dataset, copy=False), mapper)
     # The sampler shards itself over workers by whole batches (see PKSampler).

@@ -22,7 +22,9 @@ class PKSampler(Sampler):
     K (an identity with fewer than K images is topped up by sampling its images with replacement;
     a last incomplete chunk is dropped); then batches are formed by drawing P distinct identities
     that still have chunks, at random, until fewer than P remain. Passes repeat forever with a new
-    shuffle (the stream is a pure function of ``seed``).
+    shuffle (the stream is a pure function of ``seed``). ``start_batch`` skips the first global
+    batches of that stream (a run resumed at iteration ``i`` passes ``i``): only the shuffles are
+    replayed, no image is read.
 
     Distributed training (like Detectron2's ``TrainingSampler``): every rank builds the same global
     stream and keeps the chunks ``rank, rank + world, ...`` of each global batch, so a rank's batch
@@ -42,6 +44,7 @@ class PKSampler(Sampler):
         seed: int | None = None,
         rank: int | None = None,
         world_size: int | None = None,
+        start_batch: int = 0,
     ):
         """
         Args:
@@ -50,7 +53,11 @@ class PKSampler(Sampler):
             num_instances: K.
             seed: RNG seed shared by all ranks (None: a shared random seed).
             rank, world_size: defaults from ``detectron2.utils.comm``.
+            start_batch: global batches of the stream to skip, >= 0.
         """
+        if start_batch < 0:
+            raise ValueError(f"PKSampler: start_batch must be >= 0, got {start_batch}")
+        self.start_batch = int(start_batch)
         if num_instances <= 0 or batch_size % num_instances != 0:
             raise ValueError(
                 f"PKSampler: batch size {batch_size} must be a positive multiple of "
@@ -106,7 +113,9 @@ class PKSampler(Sampler):
         # w, w + n, ...); the loader's round robin over workers restores the global order.
         info = get_worker_info()
         worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
-        batches = itertools.islice(self.global_batches(), worker, None, num_workers)
+        batches = itertools.islice(
+            self.global_batches(), self.start_batch + worker, None, num_workers
+        )
         for batch in batches:
             for chunk in batch[self.rank :: self.world_size]:
                 yield from (int(i) for i in chunk)

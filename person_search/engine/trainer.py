@@ -104,9 +104,13 @@ class Trainer(DefaultTrainer):
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
-        # Seed of the person-search index stream, drawn where Detectron2's TrainingSampler
-        # draws it and saved in checkpoints: a resumed run continues the same stream.
-        self._data_seed = int(comm.shared_random_seed()) if cfg.TASK == "person_search" else None
+        # Seed of the training index stream, saved in checkpoints so that a resumed run
+        # continues the same stream. Person search draws it where Detectron2's TrainingSampler
+        # does; re-id takes SEED when set (>= 0), else draws it the same way.
+        if cfg.TASK == "reid" and cfg.SEED >= 0:
+            self._data_seed = int(cfg.SEED)
+        else:
+            self._data_seed = int(comm.shared_random_seed())
         self._rng_to_restore: dict | None = None
         data_loader = self.build_train_loader(cfg, seed=self._data_seed)
         model = create_ddp_model(model, broadcast_buffers=False)
@@ -125,12 +129,11 @@ class Trainer(DefaultTrainer):
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
         """Iteration and hook states (Detectron2), plus the optimizer / grad scaler
-        (``"_trainer"``), the data stream's seed (``"data_seed"``, person search) and, in
+        (``"_trainer"``), the data stream's seed (``"data_seed"``) and, in
         single-process runs, the RNG states (``"rng"``)."""
         ret = super().state_dict()
         ret["_trainer"] = self._trainer.state_dict()
-        if self._data_seed is not None:
-            ret["data_seed"] = self._data_seed
+        ret["data_seed"] = self._data_seed
         if comm.get_world_size() == 1:
             ret["rng"] = _rng_state()
         return ret
@@ -146,7 +149,7 @@ class Trainer(DefaultTrainer):
                 "The checkpoint holds no optimizer state (written by Detectron2's own "
                 "DefaultTrainer?): the optimizer restarts from scratch."
             )
-        if self._data_seed is not None and "data_seed" in state_dict:
+        if "data_seed" in state_dict:
             self._data_seed = int(state_dict["data_seed"])
         if "rng" in state_dict and comm.get_world_size() == 1:
             self._rng_to_restore = state_dict["rng"]
@@ -176,12 +179,6 @@ class Trainer(DefaultTrainer):
 
     def _continue_data_stream(self) -> None:
         """Replace the training loader by one starting at ``self.start_iter``."""
-        if self._data_seed is None:
-            logger.warning(
-                f"Resuming a {self.cfg.TASK} run at iteration {self.start_iter}: its training "
-                "loader restarts its stream from the beginning (no exact resume)."
-            )
-            return
         loader = self.build_train_loader(self.cfg, seed=self._data_seed, start_iter=self.start_iter)
         self._trainer.data_loader = loader
         self._trainer._data_loader_iter = iter(loader)
@@ -197,10 +194,11 @@ class Trainer(DefaultTrainer):
         """The task's infinite training loader.
 
         Args:
-            seed: seed of the person-search index stream (None: Detectron2's shared random
-                seed); re-id loaders take theirs from ``SEED``.
-            start_iter: first iteration served (person search; see
-                :func:`~person_search.data.build.build_person_search_train_loader`).
+            seed: seed of the index stream (None: person search, Detectron2's shared random
+                seed; re-id, ``SEED`` when >= 0, else that shared seed).
+            start_iter: first iteration served (see
+                :func:`~person_search.data.build.build_person_search_train_loader` and
+                :func:`~person_search.data.reid_build.build_reid_train_loader`).
         """
         if _check_task(cfg) == "person_search":
             from person_search.data import build_person_search_train_loader
@@ -208,7 +206,9 @@ class Trainer(DefaultTrainer):
             return build_person_search_train_loader(cfg, seed=seed, start_iter=start_iter)
         from person_search.data import build_reid_train_loader
 
-        return build_reid_train_loader(cfg)
+        if seed is None:
+            return build_reid_train_loader(cfg, start_iter=start_iter)
+        return build_reid_train_loader(cfg, seed=seed, start_iter=start_iter)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name: str):

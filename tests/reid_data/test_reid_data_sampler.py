@@ -58,6 +58,37 @@ def test_distributed_shards_whole_identities():
             assert len({PIDS[i] for i in part}) == p // world
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_started_at_an_iteration_serves_the_next_batches(workers):
+    """A resumed run (start_iter = i) reads what the uninterrupted run read from batch i on,
+    across passes over the data, with and without loader workers."""
+    k, batch = 2, 8
+    full = [
+        [d["index"] for d in b]
+        for b in itertools.islice(
+            build_reid_train_loader(
+                _records(), mapper=dict, total_batch_size=batch, num_instances=k, seed=4
+            ),
+            30,  # several passes: one pass has at most 35 // 2 // 4 = 4 batches
+        )
+    ]
+    resumed = build_reid_train_loader(
+        _records(),
+        mapper=dict,
+        total_batch_size=batch,
+        num_instances=k,
+        num_workers=workers,
+        seed=4,
+        start_iter=11,
+    )
+    assert [[d["index"] for d in b] for b in itertools.islice(resumed, 19)] == full[11:]
+    # per rank too: rank r of a resumed run continues rank r's stream
+    for rank in range(2):
+        whole = _take(PKSampler(PIDS, 8, 2, seed=4, rank=rank, world_size=2), 4 * 20)
+        later = _take(PKSampler(PIDS, 8, 2, seed=4, rank=rank, world_size=2, start_batch=7), 52)
+        assert later == whole[4 * 7 :]
+
+
 def test_sampler_errors():
     with pytest.raises(ValueError, match="multiple"):
         PKSampler(PIDS, 10, 4, seed=0, rank=0, world_size=1)
@@ -65,6 +96,8 @@ def test_sampler_errors():
         PKSampler(PIDS, 32, 4, seed=0, rank=0, world_size=1)
     with pytest.raises(ValueError, match="world size"):
         PKSampler(PIDS, 12, 4, seed=0, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="start_batch must be >= 0"):
+        PKSampler(PIDS, 8, 4, seed=0, rank=0, world_size=1, start_batch=-1)
 
 
 def _records():
