@@ -63,8 +63,8 @@ def demo_argument_parser(description: str, default_output: str, default_config: 
         "--threads",
         type=int,
         default=0,
-        help="torch intra-op threads (0: torch's default, one per core; on a machine busy "
-        "with other jobs 1 is much faster)",
+        help="torch intra-op threads (0: torch's default, one per core; 1 can be faster when "
+        "other jobs hold the cores)",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return parser
