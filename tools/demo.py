@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
@@ -26,8 +25,8 @@ from person_search.evaluation.saved_results import load_search_results
 from person_search.utils.demo import (
     before_after_table,
     demo_argument_parser,
-    demo_config,
-    ensure_toy_dataset,
+    demo_report,
+    prepare_demo,
     train_before_after,
     write_report,
 )
@@ -64,15 +63,8 @@ def _metrics(results: dict) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = demo_argument_parser(__doc__.splitlines()[0], "output/demo", _DEFAULT_CONFIG)
     args = parser.parse_args(argv)
-    start = time.perf_counter()
-    output = os.path.abspath(args.output)
-    data_root = os.path.join(output, "data")
-    dataset = ensure_toy_dataset(data_root, "cuhk_sysu", _TOY_DIR, args.seed, **TOY_SIZES)
-    # The toy datasets are registered at $DETECTRON2_DATASETS/toy_cuhk_sysu, read at load time.
-    os.environ["DETECTRON2_DATASETS"] = data_root
-    cfg = demo_config(
-        args.config_file, args.opts, output_dir=output, seed=args.seed, threads=args.threads
-    )
+    setup = prepare_demo(args, "cuhk_sysu", _TOY_DIR, **TOY_SIZES)
+    cfg, output = setup.cfg, setup.output
 
     run = train_before_after(cfg)
     before, after = _metrics(run.before), _metrics(run.after)
@@ -88,25 +80,15 @@ def main(argv: list[str] | None = None) -> dict:
         list(range(num_queries)),
         top_k=_TOP_K,
     )
+    report = demo_report(args, setup, run, run.before, run.after)
     summary = (
         f"{run.iterations} iterations in {run.train_seconds:.0f} s on {cfg.MODEL.DEVICE} "
-        f"(demo total {time.perf_counter() - start:.0f} s); "
+        f"(demo total {report['total_seconds']:.0f} s); "
         f"{len(saved.protocol.queries)} queries, protocol variant "
         f"{saved.protocol.default_variant}, detection threshold {det_thresh:g}."
     )
-    report = {
-        "config_file": os.path.abspath(args.config_file),
-        "overrides": list(args.opts),
-        "seed": args.seed,
-        "iterations": run.iterations,
-        "train_seconds": round(run.train_seconds, 1),
-        "total_seconds": round(time.perf_counter() - start, 1),
-        "det_thresh": det_thresh,
-        "dataset": dataset,
-        "untrained": run.before,
-        "trained": run.after,
-        "visualizations": [p.path for p in pictures],
-    }
+    report["det_thresh"] = det_thresh
+    report["visualizations"] = [p.path for p in pictures]
     write_report(
         output,
         report,

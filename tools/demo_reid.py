@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
@@ -23,8 +22,8 @@ import person_search  # noqa: F401  (compat layer first: registers datasets, mod
 from person_search.utils.demo import (
     before_after_table,
     demo_argument_parser,
-    demo_config,
-    ensure_toy_dataset,
+    demo_report,
+    prepare_demo,
     train_before_after,
     write_report,
 )
@@ -46,35 +45,18 @@ def _reid_metrics(results: dict) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = demo_argument_parser(__doc__.splitlines()[0], "output/demo_reid", _DEFAULT_CONFIG)
     args = parser.parse_args(argv)
-    start = time.perf_counter()
-    output = os.path.abspath(args.output)
-    data_root = os.path.join(output, "data")
-    dataset = ensure_toy_dataset(data_root, "market1501", _TOY_DIR, args.seed)
-    # The toy datasets are registered at $DETECTRON2_DATASETS/toy_market1501, read at load time.
-    os.environ["DETECTRON2_DATASETS"] = data_root
-    cfg = demo_config(
-        args.config_file, args.opts, output_dir=output, seed=args.seed, threads=args.threads
-    )
+    setup = prepare_demo(args, "market1501", _TOY_DIR)
+    cfg, output = setup.cfg, setup.output
 
     run = train_before_after(cfg)
     before, after = _reid_metrics(run.before), _reid_metrics(run.after)
     table = before_after_table([(k, before[k], after[k]) for k in _METRICS])
+    report = demo_report(args, setup, run, before, after)
     summary = (
         f"{run.iterations} iterations in {run.train_seconds:.0f} s on {cfg.MODEL.DEVICE} "
-        f"(demo total {time.perf_counter() - start:.0f} s); "
+        f"(demo total {report['total_seconds']:.0f} s); "
         f"{int(before['num_valid_queries'])} queries."
     )
-    report = {
-        "config_file": os.path.abspath(args.config_file),
-        "overrides": list(args.opts),
-        "seed": args.seed,
-        "iterations": run.iterations,
-        "train_seconds": round(run.train_seconds, 1),
-        "total_seconds": round(time.perf_counter() - start, 1),
-        "dataset": dataset,
-        "untrained": before,
-        "trained": after,
-    }
     write_report(
         output,
         report,

@@ -29,9 +29,12 @@ from person_search.utils.file_io import atomic_write
 
 __all__ = [
     "DemoRun",
+    "DemoSetup",
     "before_after_table",
     "demo_argument_parser",
     "demo_config",
+    "demo_report",
+    "prepare_demo",
     "ensure_toy_dataset",
     "train_before_after",
     "write_report",
@@ -144,6 +147,35 @@ def demo_config(
 
 
 @dataclass
+class DemoSetup:
+    """What :func:`prepare_demo` readied: the absolute output folder, the toy set's summary,
+    the frozen config and the demo's start time (``time.perf_counter()``)."""
+
+    output: str
+    dataset: dict
+    cfg: CfgNode
+    start: float
+
+
+def prepare_demo(
+    args: argparse.Namespace, dataset_format: str, dir_name: str, **sizes: int
+) -> DemoSetup:
+    """The first steps of both demos, from :func:`demo_argument_parser`'s ``args``: the toy
+    ``dataset_format`` set in ``OUTPUT/data/dir_name`` (:func:`ensure_toy_dataset`),
+    ``$DETECTRON2_DATASETS`` pointed at ``OUTPUT/data`` (the toy datasets are registered under
+    it and read at load time), and the config (:func:`demo_config`)."""
+    start = time.perf_counter()
+    output = os.path.abspath(args.output)
+    data_root = os.path.join(output, "data")
+    dataset = ensure_toy_dataset(data_root, dataset_format, dir_name, args.seed, **sizes)
+    os.environ["DETECTRON2_DATASETS"] = data_root
+    cfg = demo_config(
+        args.config_file, args.opts, output_dir=output, seed=args.seed, threads=args.threads
+    )
+    return DemoSetup(output=output, dataset=dataset, cfg=cfg, start=start)
+
+
+@dataclass
 class DemoRun:
     """Outcome of :func:`train_before_after`.
 
@@ -216,6 +248,24 @@ def train_before_after(cfg: CfgNode) -> DemoRun:
         after_seconds=after_seconds,
         iterations=cfg.SOLVER.MAX_ITER,
     )
+
+
+def demo_report(
+    args: argparse.Namespace, setup: DemoSetup, run: DemoRun, untrained: dict, trained: dict
+) -> dict:
+    """The fields of ``report.json`` both demos write: the command (config, overrides, seed),
+    iterations and times, the toy set's summary and the untrained / trained results."""
+    return {
+        "config_file": os.path.abspath(args.config_file),
+        "overrides": list(args.opts),
+        "seed": args.seed,
+        "iterations": run.iterations,
+        "train_seconds": round(run.train_seconds, 1),
+        "total_seconds": round(time.perf_counter() - setup.start, 1),
+        "dataset": setup.dataset,
+        "untrained": untrained,
+        "trained": trained,
+    }
 
 
 def before_after_table(
