@@ -42,7 +42,9 @@ def get_reid_dataset_dicts(names: str | Sequence[str]) -> list[dict]:
     return out
 
 
-def _train_loader_from_config(cfg, *, mapper=None, dataset=None) -> dict:
+def _train_loader_from_config(
+    cfg, *, mapper=None, dataset=None, seed: int | None = None, start_iter: int = 0
+) -> dict:
     if dataset is None:
         dataset = get_reid_dataset_dicts(cfg.DATASETS.TRAIN)
     if mapper is None:
@@ -53,7 +55,9 @@ def _train_loader_from_config(cfg, *, mapper=None, dataset=None) -> dict:
         "total_batch_size": cfg.SOLVER.IMS_PER_BATCH,
         "num_instances": cfg.DATALOADER.NUM_INSTANCES,
         "num_workers": cfg.DATALOADER.NUM_WORKERS,
-        "seed": cfg.SEED if cfg.SEED >= 0 else None,
+        # an explicit seed (the Trainer's, saved in checkpoints) wins over SEED
+        "seed": seed if seed is not None else (cfg.SEED if cfg.SEED >= 0 else None),
+        "start_iter": start_iter,
     }
 
 

@@ -206,8 +206,6 @@ class Trainer(DefaultTrainer):
             return build_person_search_train_loader(cfg, seed=seed, start_iter=start_iter)
         from person_search.data import build_reid_train_loader
 
-        if seed is None:
-            return build_reid_train_loader(cfg, start_iter=start_iter)
         return build_reid_train_loader(cfg, seed=seed, start_iter=start_iter)
 
     @classmethod
