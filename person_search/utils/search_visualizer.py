@@ -273,7 +273,10 @@ def image_root_paths(image_root: str) -> Callable[[str], str]:
 def _read_rgb(path: str) -> np.ndarray:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
-    return utils.read_image(path, format="RGB")
+    try:
+        return utils.read_image(path, format="RGB")
+    except (OSError, ValueError) as e:  # PIL: UnidentifiedImageError, truncated files
+        raise ValueError(f"cannot read image {path}: {e}") from e
 
 
 def _write_png(path: str, image_rgb: np.ndarray) -> None:

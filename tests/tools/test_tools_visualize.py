@@ -25,6 +25,7 @@ from person_search.utils.search_visualizer import (
     QUERY_COLOR,
     WRONG_COLOR,
     dataset_image_paths,
+    image_root_paths,
     rank_query,
     visualize_saved_results,
 )
@@ -291,3 +292,17 @@ def test_tool_runs_a_model(tiny_cuhk, tmp_path):
     for r in records:
         assert len(r.matches) == 2 and os.path.isfile(r.path)
         assert cv2.imread(r.path).shape[:2] == (PANEL_HEIGHT, r.panel_columns[-1][1])
+
+
+def test_corrupt_gallery_image_is_named(saved_case, tmp_path):
+    """A gallery image that is not an image stops the drawing with its path."""
+    image_root = tmp_path / "images"
+    image_root.mkdir()
+    saved = load_search_results(saved_case["path"])
+    for image_id in saved.protocol.gallery_image_ids:
+        (image_root / image_id).write_bytes(b"\x00not a jpeg")
+    with pytest.raises(ValueError, match=r"cannot read image .*images"):
+        visualize_saved_results(
+            saved, image_root_paths(str(image_root)), str(tmp_path / "out"), [0]
+        )
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))
