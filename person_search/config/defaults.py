@@ -1,33 +1,36 @@
-"""Library-wide config keys. Each part of the library adds its keys in its own module."""
+"""``get_cfg()``: Detectron2's defaults plus the keys of person_search, grouped by owner.
+
+Each group is one commented ``add_*_config(cfg)`` in its own module (as Detectron2's
+``defaults.py``): the person-search models (:mod:`.model_config`), the re-id models
+(:mod:`.reid_model_config`), data (:mod:`.data_config`), the engine (:mod:`.engine_config`) and
+the evaluators (:mod:`.eval_config`). A project adds its own keys with its
+``add_<project>_config(cfg)``.
+"""
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _d2_get_cfg
 
-from .baselines_config import add_baselines_config
 from .data_config import add_data_config
+from .engine_config import add_engine_config
 from .eval_config import add_eval_config
-from .layers_config import add_layers_config
-from .model_config import add_model_config
-from .reid_data_config import add_reid_data_config
+from .model_config import add_person_search_model_config
 from .reid_model_config import add_reid_model_config
+
+__all__ = ["add_person_search_config", "get_cfg"]
 
 
 def add_person_search_config(cfg: CN) -> CN:
     """Add every key the person_search library reads to ``cfg`` (in place); returns ``cfg``.
 
-    Calling it twice is harmless: keys already present keep their values.
+    Calling it twice is harmless: a config that has the keys (``TASK``) is returned unchanged.
     """
     if "TASK" in cfg:
         return cfg
-    # Which task a config trains: "person_search" (scene images) or "reid" (person crops).
-    cfg.TASK = "person_search"
-    add_layers_config(cfg)
+    add_engine_config(cfg)
+    add_person_search_model_config(cfg)
+    add_reid_model_config(cfg)
     add_data_config(cfg)
     add_eval_config(cfg)
-    add_model_config(cfg)
-    add_baselines_config(cfg)
-    add_reid_data_config(cfg)
-    add_reid_model_config(cfg)
     return cfg
 
 

@@ -1,4 +1,5 @@
-"""Config keys of the re-id model part of the library (see add_reid_model_config).
+"""Config keys of the re-id models (owner: ``person_search.modeling``, re-id); see
+:func:`add_reid_model_config`.
 
 The re-id baseline (``ReIDBaseline``) is the "strong baseline" of Luo et al., "Bag of Tricks
 and A Strong Baseline for Deep Person Re-identification" (CVPRW 2019): a ResNet-50 with last
@@ -12,6 +13,8 @@ channel order of ``INPUT.FORMAT``), ``MODEL.WEIGHTS`` (a whole-model checkpoint)
 """
 
 from detectron2.config import CfgNode as CN
+
+__all__ = ["add_reid_model_config"]
 
 
 def add_reid_model_config(cfg: CN) -> None:
