@@ -22,7 +22,9 @@ from ps_baselines_testutils import (
 )
 from torch import nn
 
-from person_search.modeling.losses.oim import UNLABELED_PID, OIMLoss, push_circular
+from person_search.config import get_cfg
+from person_search.modeling.losses import REID_LOSS_REGISTRY, build_reid_loss
+from person_search.modeling.losses.oim import BACKGROUND_PID, UNLABELED_PID, OIMLoss, push_circular
 from person_search.modeling.meta_arch.person_search_rcnn import PersonSearchRCNN
 from person_search.modeling.roi_heads.oim_roi_heads import OIMROIHeads
 
@@ -54,7 +56,7 @@ def _unit(degrees: float) -> list[float]:
 def test_loss_value_by_hand():
     loss = _tiny_oim().eval()  # eval: the tables stay as set
     feats = torch.tensor([[0.6, 0.8], [0.8, -0.6], [0.0, 1.0]])
-    out = loss(feats, torch.tensor([0, 1, U]))
+    out = loss(feats, torch.tensor([0, 1, U]))["loss_oim"]
     # Feature (0.6, 0.8), id 0: similarities to [lut0, lut1, q0, q1] = [0.6, 0.8, -0.6, 0]:
     # -log(e^0.6 / (e^0.6 + e^0.8 + e^-0.6 + e^0)) = -log(1.82212 / 5.59647) = 1.1221363.
     first = -math.log(E(0.6) / (E(0.6) + E(0.8) + E(-0.6) + 1.0))
@@ -63,7 +65,7 @@ def test_loss_value_by_hand():
     second = -math.log(E(-0.6) / (E(0.8) + E(-0.6) + E(-0.8) + 1.0))
     # The unlabelled feature is no target: the mean runs over the two labelled ones.
     assert out.item() == pytest.approx((first + second) / 2, rel=1e-6)
-    weighted = _tiny_oim(loss_weight=0.25).eval()(feats, torch.tensor([0, 1, U]))
+    weighted = _tiny_oim(loss_weight=0.25).eval()(feats, torch.tensor([0, 1, U]))["loss_oim"]
     assert weighted.item() == pytest.approx(0.25 * (first + second) / 2, rel=1e-6)
 
 
@@ -72,9 +74,9 @@ def test_scalar_is_the_inverse_temperature():
     # id 1 -> -log(e^0 / (e^30 + e^0)) = log(1 + e^30) = 30.0000000000001.
     loss = _tiny_oim(scalar=30.0, queue_size=0).eval()
     x = torch.tensor([[1.0, 0.0]])
-    assert loss(x, torch.tensor([1])).item() == pytest.approx(30.0, rel=1e-6)
+    assert loss(x, torch.tensor([1]))["loss_oim"].item() == pytest.approx(30.0, rel=1e-6)
     # id 0 -> log(1 + e^-30) = 9.4e-14.
-    assert loss(x, torch.tensor([0])).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(x, torch.tensor([0]))["loss_oim"].item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_gradient_by_hand():
@@ -82,7 +84,7 @@ def test_gradient_by_hand():
     # unlabelled features get no gradient.
     loss = _tiny_oim(scalar=2.0).eval()
     x = torch.tensor([[0.6, 0.8], [0.0, 1.0]], requires_grad=True)
-    loss(x, torch.tensor([1, U])).backward()
+    loss(x, torch.tensor([1, U]))["loss_oim"].backward()
     tables = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, 0.0]])
     p = (2.0 * tables @ torch.tensor([0.6, 0.8])).softmax(0)
     expected = 2.0 * (p @ tables - tables[1])
@@ -114,7 +116,7 @@ def test_empty_lut_row_takes_the_first_feature():
 def test_id_twice_in_a_batch_is_applied_in_input_order():
     loss = _tiny_oim()
     feats = torch.tensor([[0.0, 1.0], [0.6, 0.8], [-1.0, 0.0]])
-    out = loss(feats, torch.tensor([0, 1, 0]))
+    out = loss(feats, torch.tensor([0, 1, 0]))["loss_oim"]
     # Row 0 first takes (0, 1): normalize((0.5, 0.5)) = (1, 1) / sqrt(2); then (-1, 0):
     # 0.5 * (0.7071, 0.7071) + 0.5 * (-1, 0) = (-0.1464, 0.3536) -> (-sin 22.5deg, cos 22.5deg).
     expected0 = torch.tensor([-math.sin(math.pi / 8), math.cos(math.pi / 8)])
@@ -176,27 +178,62 @@ def test_unlabelled_features_are_no_target_but_fill_the_queue():
     x_lab, x_unl = [0.6, 0.8], [0.0, -1.0]
     # Only unlabelled persons: the loss is exactly 0 (with a graph), the queue takes them.
     only_unl = torch.tensor([x_unl], requires_grad=True)
-    out = loss(only_unl, torch.tensor([U]))
+    out = loss(only_unl, torch.tensor([U]))["loss_oim"]
     assert out.item() == 0.0 and out.requires_grad
     torch.testing.assert_close(loss.queue[0], torch.tensor(x_unl))
     assert int(loss.queue_ptr) == 1
     # In one batch, the unlabelled feature changes neither the loss nor the labelled gradient.
     frozen = _tiny_oim().eval()
-    alone = frozen(torch.tensor([x_lab]), torch.tensor([0]))
-    mixed = frozen(torch.tensor([x_lab, x_unl]), torch.tensor([0, U]))
+    alone = frozen(torch.tensor([x_lab]), torch.tensor([0]))["loss_oim"]
+    mixed = frozen(torch.tensor([x_lab, x_unl]), torch.tensor([0, U]))["loss_oim"]
     assert mixed.item() == pytest.approx(alone.item(), rel=1e-7)
     # Once in the queue it is a negative of later steps: queue is now [(0, -1), (0, 0)] and the
     # similarities of x_lab to [lut0, lut1, q0, q1] are [0.6, 0.8, -0.8, 0].
     loss.eval()
-    after = loss(torch.tensor([x_lab]), torch.tensor([0]))
+    after = loss(torch.tensor([x_lab]), torch.tensor([0]))["loss_oim"]
     expected = -math.log(E(0.6) / (E(0.6) + E(0.8) + E(-0.8) + 1.0))
     assert after.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_background_rows_are_ignored_entirely():
+    # The registry contract: every sampled RoI is passed, background ones with BACKGROUND_PID;
+    # OIM ignores them (no loss term, no gradient, no memory update).
+    loss, reference = _tiny_oim(), _tiny_oim()
+    x = torch.tensor([[0.6, 0.8], [1.0, 0.0], [0.0, -1.0]], requires_grad=True)
+    out = loss(x, torch.tensor([0, BACKGROUND_PID, U]))["loss_oim"]
+    expected = reference(x[[0, 2]].detach(), torch.tensor([0, U]))["loss_oim"]
+    assert out.item() == pytest.approx(expected.item(), rel=1e-7)
+    out.backward()
+    torch.testing.assert_close(x.grad[1], torch.zeros(2))
+    for name, value in loss.state_dict().items():
+        torch.testing.assert_close(value, reference.state_dict()[name])
+
+
+def test_logits_are_scaled_similarities_to_lut_then_queue():
+    loss = _tiny_oim(scalar=2.0)
+    logits = loss.logits(torch.tensor([[0.6, 0.8]]))
+    # [lut0, lut1, q0, q1] = [(1, 0), (0, 1), (-1, 0), (0, 0)]: 2 * [0.6, 0.8, -0.6, 0].
+    torch.testing.assert_close(logits, torch.tensor([[1.2, 1.6, -1.2, 0.0]]))
+
+
+def test_registry_builds_the_configured_loss():
+    cfg = get_cfg()
+    assert cfg.MODEL.PERSON_SEARCH.REID_LOSS == "OIMLoss"
+    assert {"OIMLoss", "HOIMLoss"} <= {name for name, _ in REID_LOSS_REGISTRY}
+    doc = REID_LOSS_REGISTRY.__doc__
+    assert "obj(cfg, num_person_ids=L)" in doc and "logits(embeddings)" in doc
+    cfg.MODEL.OIM.QUEUE_SIZE = 3
+    built = build_reid_loss(cfg, num_person_ids=7)
+    assert type(built) is OIMLoss and built.lut.shape == (7, 256) and built.queue_size == 3
+    cfg.MODEL.PERSON_SEARCH.REID_LOSS = "NoSuchLoss"
+    with pytest.raises(KeyError, match="MODEL.PERSON_SEARCH.REID_LOSS='NoSuchLoss'"):
+        build_reid_loss(cfg, num_person_ids=7)
 
 
 def test_queue_size_zero():
     loss = _tiny_oim(queue_size=0)
     assert loss.queue.shape == (0, 2)
-    out = loss(torch.tensor([[0.6, 0.8], [0.0, 1.0]]), torch.tensor([0, U]))
+    out = loss(torch.tensor([[0.6, 0.8], [0.0, 1.0]]), torch.tensor([0, U]))["loss_oim"]
     # The softmax runs over the LUT only: -log(e^0.6 / (e^0.6 + e^0.8)).
     assert out.item() == pytest.approx(-math.log(E(0.6) / (E(0.6) + E(0.8))), rel=1e-6)
     assert int(loss.queue_ptr) == 0  # unlabelled features were dropped without error
@@ -215,8 +252,8 @@ def test_bad_inputs_and_arguments():
     loss = _tiny_oim()
     with pytest.raises(ValueError, match="MODEL.OIM.NUM_PERSON_IDS"):
         loss(torch.tensor([[1.0, 0.0]]), torch.tensor([2]))
-    with pytest.raises(ValueError, match=r"foreground proposals only.*\[-2\]"):
-        loss(torch.tensor([[1.0, 0.0]]), torch.tensor([-2]))
+    with pytest.raises(ValueError, match=r"person ids must be in .* got \[-3\]"):
+        loss(torch.tensor([[1.0, 0.0]]), torch.tensor([-3]))
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         loss(torch.zeros(1, 3), torch.tensor([0]))
     with pytest.raises(ValueError, match="do not match"):

@@ -27,11 +27,11 @@ from person_search.modeling.roi_heads.norm_aware_embedding import (
     NormAwareEmbedding,
     split_embedding_dim,
 )
-from person_search.modeling.roi_heads.oim_roi_heads import proposal_person_ids
-from person_search.modeling.roi_heads.seqnet_roi_heads import (
-    SeqNetROIHeads,
+from person_search.modeling.roi_heads.box_utils import (
     label_and_sample_boxes,
+    proposal_person_ids,
 )
+from person_search.modeling.roi_heads.seqnet_roi_heads import SeqNetROIHeads
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -102,10 +102,10 @@ def test_final_score_second_uses_nae_scores():
     heads.first_nms_thresh = 1.0
     with torch.no_grad():
         (result,), _ = heads(None, features, [proposals])
-        predictions, refined = heads._first_head(features, [proposals])
+        predictions, refined = heads.first_head(features, [proposals])
         boxes = Boxes(refined[0])
         boxes.clip((96, 128))
-        _, logits, _ = heads.second_head(features, [boxes])
+        _, logits, _, _ = heads.second_head(features, [boxes])
     expected = torch.sigmoid(logits).sort(descending=True).values
     torch.testing.assert_close(result.scores, expected)
 

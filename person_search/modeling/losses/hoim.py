@@ -35,13 +35,20 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 
+from .build import REID_LOSS_REGISTRY
 from .oim import BACKGROUND_PID, UNLABELED_PID, OIMLoss, _gather_across_processes, push_circular
 
 __all__ = ["HOIMLoss"]
 
 
+@REID_LOSS_REGISTRY.register()
 class HOIMLoss(OIMLoss):
-    """OIM memory + background buffer ``bg_buffer`` (B, D); two-level HOIM loss."""
+    """OIM memory + background buffer ``bg_buffer`` (B, D); two-level HOIM loss.
+
+    Registered re-id loss: forward ``(embeddings (R, D), pids (R,)) -> {"loss_hoim_cls",
+    "loss_hoim_reid"}``; :meth:`logits` against ``[LUT; queue; buffer]``; :meth:`person_scores`
+    (p_f) scores the detections of :class:`~person_search.modeling.roi_heads.HOIMROIHeads`.
+    """
 
     @configurable
     def __init__(
@@ -81,10 +88,10 @@ class HOIMLoss(OIMLoss):
         )
         return ret
 
-    def _logits(self, features: torch.Tensor) -> torch.Tensor:
-        """(R, D) features -> (R, N + M + B) scaled similarities to LUT, queue, buffer."""
-        memory = torch.cat([self.lut, self.queue, self.bg_buffer], dim=0).to(features.dtype)
-        return (self.scalar * features.mm(memory.t())).float()
+    def memory(self) -> torch.Tensor:
+        """``[LUT; queue; background buffer]``, (N + M + B, D): :meth:`logits` are the scaled
+        similarities to these rows (the first N are the identities)."""
+        return torch.cat([self.lut, self.queue, self.bg_buffer], dim=0)
 
     def _log_p_person(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log p_f, log p_b), each (R,), from (R, N + M + B) logits."""
@@ -99,7 +106,7 @@ class HOIMLoss(OIMLoss):
         """p_f in [0, 1] of (R, D) L2-normalised features, (R,)."""
         if features.shape[0] == 0:
             return features.new_zeros(0)
-        return self._log_p_person(self._logits(features))[0].exp()
+        return self._log_p_person(self.logits(features).float())[0].exp()
 
     def forward(self, features: torch.Tensor, pids: torch.Tensor) -> dict[str, torch.Tensor]:
         """
@@ -113,20 +120,8 @@ class HOIMLoss(OIMLoss):
             "loss_hoim_reid": loss_weight * mean over labelled RoIs of lambda * L_OIM}``.
             In training mode the LUT, queue and background buffer are then updated.
         """
-        if features.dim() != 2 or features.shape[1] != self.embedding_dim:
-            raise ValueError(
-                f"HOIMLoss expects features of shape (R, {self.embedding_dim}), "
-                f"got {tuple(features.shape)}"
-            )
-        if pids.shape != features.shape[:1]:
-            raise ValueError(f"pids {tuple(pids.shape)} do not match {tuple(features.shape)}")
-        out_of_range = pids.numel() > 0 and int(pids.max()) >= self.num_person_ids
-        if out_of_range or bool((pids < BACKGROUND_PID).any()):
-            raise ValueError(
-                f"HOIMLoss: person ids must be in [0, {self.num_person_ids}) or "
-                f"{UNLABELED_PID} / {BACKGROUND_PID}, got {pids.unique().tolist()}"
-            )
-        logits = self._logits(features)  # (R, N + M + B)
+        self.check_inputs(features, pids)
+        logits = self.logits(features).float()  # (R, N + M + B)
         log_pf, log_pb = self._log_p_person(logits)
         is_person = pids != BACKGROUND_PID
         labelled = pids >= 0

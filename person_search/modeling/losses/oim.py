@@ -29,6 +29,8 @@ from detectron2.config import configurable
 from detectron2.utils import comm
 from torch import nn
 
+from .build import REID_LOSS_REGISTRY
+
 __all__ = ["BACKGROUND_PID", "UNLABELED_PID", "OIMLoss", "push_circular"]
 
 # Person id of a proposal matched to an unlabelled person (the data contract's -1).
@@ -37,8 +39,14 @@ UNLABELED_PID = -1
 BACKGROUND_PID = -2
 
 
+@REID_LOSS_REGISTRY.register()
 class OIMLoss(nn.Module):
-    """OIM loss with its lookup table (``lut``, (L, D)) and circular queue (``queue``, (Q, D))."""
+    """OIM loss with its lookup table (``lut``, (L, D)) and circular queue (``queue``, (Q, D)).
+
+    A re-id loss of :data:`~person_search.modeling.losses.build.REID_LOSS_REGISTRY`: forward
+    ``(embeddings (N, D), pids (N,)) -> {"loss_oim": scalar}``; :meth:`logits` gives the
+    scaled similarities to ``[LUT; queue]`` (what IIDFC's FC loss puts its margin on).
+    """
 
     @configurable
     def __init__(
@@ -88,40 +96,60 @@ class OIMLoss(nn.Module):
             "loss_weight": cfg.MODEL.OIM.LOSS_WEIGHT,
         }
 
-    def forward(self, features: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
-        """
-        Args:
-            features: (N, D) L2-normalised features of foreground proposals.
-            pids: (N,) int64: identity in [0, L) for labelled persons, ``UNLABELED_PID``
-                for unlabelled ones. Background proposals must not be passed.
+    def memory(self) -> torch.Tensor:
+        """The rows the features are classified against: ``[LUT; queue]``, (L + Q, D), a new
+        tensor (the in-place table updates never touch what autograd saved)."""
+        return torch.cat([self.lut, self.queue], dim=0)
 
-        Returns:
-            scalar loss: ``loss_weight`` times the mean of ``-log p_y`` over the labelled
-            features (0 with a graph to ``features`` when there are none).
-            In training mode the LUT and queue are then updated with ``features``.
-        """
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, D) L2-normalised features -> (N, K) scaled cosine similarities ``scalar * x m^T``
+        to the rows ``m`` of :meth:`memory` (OIM: K = L + Q; the first L columns are the
+        identities), in the dtype of ``features``."""
+        return self.scalar * features.mm(self.memory().to(features.dtype).t())
+
+    def check_inputs(self, features: torch.Tensor, pids: torch.Tensor) -> None:
+        """Raise ``ValueError`` naming the problem unless ``features`` is (N, D) and ``pids``
+        (N,) holds identities in [0, L), ``UNLABELED_PID`` or ``BACKGROUND_PID``."""
+        name = type(self).__name__
         if features.dim() != 2 or features.shape[1] != self.embedding_dim:
             raise ValueError(
-                f"OIMLoss expects features of shape (N, {self.embedding_dim}), "
+                f"{name} expects features of shape (N, {self.embedding_dim}), "
                 f"got {tuple(features.shape)}"
             )
         if pids.shape != features.shape[:1]:
             raise ValueError(f"pids {tuple(pids.shape)} do not match {tuple(features.shape)}")
-        if bool((pids < UNLABELED_PID).any()):
+        allowed = (
+            f"person ids must be in [0, {self.num_person_ids}), {UNLABELED_PID} (unlabelled) or "
+            f"{BACKGROUND_PID} (background)"
+        )
+        if bool((pids < BACKGROUND_PID).any()):
             raise ValueError(
-                f"OIMLoss takes foreground proposals only: person ids must be >= {UNLABELED_PID} "
-                f"(unlabelled), got {sorted(set(pids[pids < UNLABELED_PID].tolist()))}"
+                f"{name}: {allowed}, got {sorted(set(pids[pids < BACKGROUND_PID].tolist()))}"
             )
+        if pids.numel() and int(pids.max()) >= self.num_person_ids:
+            raise ValueError(
+                f"{name}: person id {int(pids.max())} is out of range for the lookup table of "
+                f"{self.num_person_ids} identities ({allowed}): MODEL.OIM.NUM_PERSON_IDS or the "
+                "dataset's num_person_ids is wrong"
+            )
+
+    def forward(self, features: torch.Tensor, pids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """
+        Args:
+            features: (N, D) L2-normalised features of sampled proposals.
+            pids: (N,) int64: identity in [0, L) for labelled persons, ``UNLABELED_PID``
+                for unlabelled ones, ``BACKGROUND_PID`` for background proposals (ignored).
+
+        Returns:
+            ``{"loss_oim": loss_weight * mean of -log p_y over the labelled features}`` (0 with
+            a graph to ``features`` when there are none). In training mode the LUT and queue
+            are then updated with the foreground ``features``.
+        """
+        self.check_inputs(features, pids)
+        foreground = pids != BACKGROUND_PID
+        features, pids = features[foreground], pids[foreground]
         labelled = pids >= 0
-        if labelled.any() and int(pids.max()) >= self.num_person_ids:
-            raise ValueError(
-                f"person id {int(pids.max())} is out of range for the OIM lookup table of "
-                f"{self.num_person_ids} identities: MODEL.OIM.NUM_PERSON_IDS or the dataset's "
-                "num_person_ids is wrong"
-            )
-        # A new tensor: the in-place table updates below must not touch what autograd saved.
-        tables = torch.cat([self.lut, self.queue], dim=0).to(features.dtype)
-        logits = self.scalar * features.mm(tables.t())  # (N, L + Q)
+        logits = self.logits(features)  # (N, L + Q)
         targets = torch.where(labelled, pids, torch.full_like(pids, UNLABELED_PID))
         per_sample = F.cross_entropy(
             logits.float(), targets, ignore_index=UNLABELED_PID, reduction="none"
@@ -129,7 +157,7 @@ class OIMLoss(nn.Module):
         loss = per_sample.sum() / labelled.sum().clamp(min=1)
         if self.training:
             self.update(features.detach(), pids)
-        return self.loss_weight * loss
+        return {"loss_oim": self.loss_weight * loss}
 
     @torch.no_grad()
     def update(self, features: torch.Tensor, pids: torch.Tensor) -> None:

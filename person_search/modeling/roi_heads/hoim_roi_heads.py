@@ -10,7 +10,8 @@ feeding
 There is no softmax classifier: person vs background is the first level of the HOIM loss
 (:class:`~person_search.modeling.losses.hoim.HOIMLoss`), computed from the embedding against
 the memory (LUT, queue, background buffer); at inference a box's score is its p_f.
-IIDFC's additions (IRR CIoU regression, FC loss, PAM) are not part of this baseline.
+IIDFC's additions (IRR CIoU regression, FC loss, PAM) are not part of this baseline; they are
+a box step override, a registered re-id loss and a feature-transform override.
 """
 
 from __future__ import annotations
@@ -21,19 +22,20 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
-from detectron2.structures import ImageList, Instances
+from detectron2.structures import Instances
+from torch import nn
 
-from ..losses.hoim import HOIMLoss
-from .oim_roi_heads import OIMROIHeads, proposal_person_ids, resolve_num_person_ids
-from .seqnet_roi_heads import BoxRegressor, box_regression_loss
+from .box_utils import BoxRegressor, class_agnostic_box_loss
+from .oim_roi_heads import OIMROIHeads
 
 __all__ = ["HOIMROIHeads"]
 
 
 @ROI_HEADS_REGISTRY.register()
 class HOIMROIHeads(OIMROIHeads):
-    """OIM RoI heads whose classifier is the HOIM loss' first level (``reid_loss``:
-    :class:`HOIMLoss`; ``box_predictor``: :class:`BoxRegressor`)."""
+    """OIM RoI heads whose classifier is the HOIM loss' first level (``reid_loss``: a loss with
+    ``person_scores``, ``MODEL.PERSON_SEARCH.REID_LOSS "HOIMLoss"``; ``box_predictor``:
+    :class:`~.box_utils.BoxRegressor`). Only the box step differs from :class:`OIMROIHeads`."""
 
     @configurable
     def __init__(
@@ -53,11 +55,15 @@ class HOIMROIHeads(OIMROIHeads):
             box2box_transform: box delta encoding (weights ``ROI_BOX_HEAD.BBOX_REG_WEIGHTS``).
             box_reg_loss_type, smooth_l1_beta, box_reg_loss_weight: box regression loss.
             test_score_thresh, test_nms_thresh, test_topk: inference filtering on p_f.
-            kwargs: :class:`OIMROIHeads` arguments (``reid_loss`` must be a HOIMLoss).
+            kwargs: :class:`OIMROIHeads` arguments (``reid_loss`` must have ``person_scores``).
         """
         super().__init__(**kwargs)
-        if not isinstance(self.reid_loss, HOIMLoss):
-            raise TypeError("HOIMROIHeads needs a HOIMLoss as reid_loss")
+        if not callable(getattr(self.reid_loss, "person_scores", None)):
+            raise TypeError(
+                f"HOIMROIHeads scores detections with the re-id loss' person_scores(), which "
+                f"{type(self.reid_loss).__name__} lacks: set MODEL.PERSON_SEARCH.REID_LOSS to "
+                '"HOIMLoss" (or a loss deriving from it)'
+            )
         self.box2box_transform = box2box_transform
         self.box_reg_loss_type = box_reg_loss_type
         self.smooth_l1_beta = smooth_l1_beta
@@ -71,8 +77,6 @@ class HOIMROIHeads(OIMROIHeads):
         ret = super().from_config(cfg, input_shape)
         box_head = cfg.MODEL.ROI_BOX_HEAD
         ret.update(
-            box_predictor=BoxRegressor(ret["res5"].out_channels, bn_neck=False),
-            reid_loss=HOIMLoss(cfg, num_person_ids=resolve_num_person_ids(cfg)),
             box2box_transform=Box2BoxTransform(weights=box_head.BBOX_REG_WEIGHTS),
             box_reg_loss_type=box_head.BBOX_REG_LOSS_TYPE,
             smooth_l1_beta=box_head.SMOOTH_L1_BETA,
@@ -83,63 +87,36 @@ class HOIMROIHeads(OIMROIHeads):
         )
         return ret
 
-    def forward(
-        self,
-        images: ImageList,
-        features: dict[str, torch.Tensor],
-        proposals: list[Instances],
-        targets: list[Instances] | None = None,
-    ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
-        """
-        Training: ``([], {"loss_box_reg", "loss_hoim_cls", "loss_hoim_reid"})``.
-        Inference: per image ``Instances(pred_boxes, scores (p_f), pred_classes,
-        embeddings (K, D))`` in the resized image coordinates, and ``{}``.
-        """
-        del images
-        if self.training:
-            if targets is None:
-                raise ValueError("HOIMROIHeads needs targets in training")
-            proposals = self.label_and_sample_proposals(proposals, targets)
-        boxes = [p.proposal_boxes for p in proposals]
-        pooled = self.pooled_features(features, boxes)
+    @classmethod
+    def build_box_predictor(cls, cfg, in_channels: int) -> nn.Module:
+        """Class-agnostic box regressor, no classifier (the HOIM loss is the classifier)."""
+        return BoxRegressor(in_channels, bn_neck=False)
+
+    def forward_box(
+        self, pooled: torch.Tensor, proposals: list[Instances]
+    ) -> dict[str, torch.Tensor] | tuple[list[Instances], list[torch.Tensor]]:
+        """Training: ``{"loss_box_reg"}`` (box regression of foreground proposals); inference:
+        detections scored by the person probability p_f of their embedding against the HOIM
+        memory, and the kept proposal indices (see :meth:`OIMROIHeads.forward_box`).
+
+        Override for another box loss (IIDFC's IRR: SmoothL1 + CIoU)."""
         deltas = self.box_predictor(pooled)
-        embeddings = self.embedding_head(pooled)
         if self.training:
-            return [], self._losses(proposals, deltas, embeddings)
-        return self._inference(proposals, deltas, embeddings), {}
-
-    def _losses(
-        self, proposals: list[Instances], deltas: torch.Tensor, embeddings: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        gt_classes = torch.cat([p.gt_classes for p in proposals])
-        foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
-        proposal_boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])
-        gt_boxes = torch.cat(
-            [(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals]
-        )
-        loss_box_reg = box_regression_loss(
-            self.box2box_transform,
-            proposal_boxes,
-            gt_boxes,
-            deltas,
-            foreground,
-            loss_type=self.box_reg_loss_type,
-            smooth_l1_beta=self.smooth_l1_beta,
-        )
-        pids = proposal_person_ids(proposals, self.num_classes).to(embeddings.device)
-        losses = {"loss_box_reg": self.box_reg_loss_weight * loss_box_reg}
-        losses.update(self.reid_loss(embeddings, pids))
-        return losses
-
-    def _inference(
-        self, proposals: list[Instances], deltas: torch.Tensor, embeddings: torch.Tensor
-    ) -> list[Instances]:
+            loss = class_agnostic_box_loss(
+                self.box2box_transform,
+                proposals,
+                deltas,
+                self.num_classes,
+                loss_type=self.box_reg_loss_type,
+                smooth_l1_beta=self.smooth_l1_beta,
+            )
+            return {"loss_box_reg": self.box_reg_loss_weight * loss}
         counts = [len(p) for p in proposals]
         proposal_boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])
         boxes = self.box2box_transform.apply_deltas(deltas, proposal_boxes).split(counts)
-        p_f = self.reid_loss.person_scores(embeddings)
+        p_f = self.reid_loss.person_scores(self.embedding_head(pooled))
         scores = torch.stack([p_f, 1.0 - p_f], dim=1).split(counts)  # (person, background)
-        instances, kept = fast_rcnn_inference(
+        return fast_rcnn_inference(
             list(boxes),
             list(scores),
             [p.image_size for p in proposals],
@@ -147,6 +124,3 @@ class HOIMROIHeads(OIMROIHeads):
             self.test_nms_thresh,
             self.test_topk,
         )
-        for inst, emb, keep in zip(instances, embeddings.split(counts), kept):
-            inst.embeddings = emb[keep]
-        return instances

@@ -1,39 +1,50 @@
-"""RoI heads of the OIM person-search baseline (Xiao et al., CVPR 2017).
+"""RoI heads of the OIM person-search baseline (Xiao et al., CVPR 2017), on Detectron2's C4
+``Res5ROIHeads``.
 
 Per RoI: RoIAlign on the res4 map (14x14) -> the last backbone stage (res5, stride 2) ->
 global average pooling -> a C-d vector (2048 for ResNet-50) feeding
 
 * the box predictor (person vs background softmax + class-specific box regression,
   Detectron2's ``FastRCNNOutputLayers``), and
-* the embedding head (Linear + BN -> D = 256, L2-normalised), trained with the OIM loss on
-  foreground proposals: a proposal matched (IoU >= ``MODEL.ROI_HEADS.IOU_THRESHOLDS``, 0.5)
-  to a labelled person carries its identity, one matched to an unlabelled person feeds the
-  queue.
+* the embedding head (Linear + BN -> D = 256, L2-normalised), trained with the re-id loss
+  (``MODEL.PERSON_SEARCH.REID_LOSS``, OIM) on the sampled proposals: a proposal matched
+  (IoU >= ``MODEL.ROI_HEADS.IOU_THRESHOLDS``, 0.5) to a labelled person carries its identity,
+  one matched to an unlabelled person feeds the queue;
+* with ``MODEL.MASK_ON``, Detectron2's mask head (``MODEL.ROI_MASK_HEAD``) on the res5 RoI maps
+  of foreground proposals matched to persons that have a mask (``gt_has_mask``).
 
 At inference the embedding of a detection is the one of the proposal it was regressed from
 (OIM's single pass; no second RoIAlign on the refined box).
+
+The forward pass is a sequence of overridable steps (each docstring says what a project
+overrides it for): :meth:`~OIMROIHeads.roi_features` -> :meth:`~OIMROIHeads.transform_roi_features`
+(identity) -> :meth:`~OIMROIHeads.pool` -> :meth:`~OIMROIHeads.forward_box`,
+:meth:`~OIMROIHeads.forward_reid`, :meth:`~OIMROIHeads.forward_mask`.
 """
 
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import torch
 from detectron2.config import configurable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
-from detectron2.modeling.roi_heads import ROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from detectron2.modeling.roi_heads.mask_head import build_mask_head
+from detectron2.modeling.roi_heads.roi_heads import Res5ROIHeads, select_foreground_proposals
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from ...layers.pooler import build_roi_pooler
 from ..backbone.head_stage import build_roi_head_stage
-from ..losses.oim import BACKGROUND_PID, OIMLoss
+from ..losses.build import build_reid_loss
+from .box_utils import proposal_person_ids
 from .embedding_head import EmbeddingHead
 
-__all__ = ["OIMROIHeads", "proposal_person_ids", "resolve_num_person_ids"]
+__all__ = ["OIMROIHeads", "resolve_num_person_ids"]
 
 
 def resolve_num_person_ids(cfg) -> int:
@@ -71,35 +82,15 @@ def resolve_num_person_ids(cfg) -> int:
     return total
 
 
-def proposal_person_ids(proposals: list[Instances], num_classes: int) -> torch.Tensor:
-    """Person id of every sampled proposal, concatenated over images.
-
-    Args:
-        proposals: per image, sampled proposals with ``gt_classes`` and (when the image has
-            ground truth) ``gt_pids`` of their matched gt box, as set by
-            ``ROIHeads.label_and_sample_proposals``.
-        num_classes: the background class index.
-
-    Returns:
-        (R,) int64: the matched gt's person id for foreground proposals (>= 0 labelled,
-        ``UNLABELED_PID`` unlabelled), ``BACKGROUND_PID`` for background ones.
-    """
-    out = []
-    for p in proposals:
-        background = torch.full_like(p.gt_classes, BACKGROUND_PID)
-        if p.has("gt_pids"):
-            out.append(torch.where(p.gt_classes < num_classes, p.gt_pids, background))
-        else:
-            out.append(background)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
-
-
 @ROI_HEADS_REGISTRY.register()
-class OIMROIHeads(ROIHeads):
-    """RoIAlign + last backbone stage + box predictor + embedding head + OIM loss.
+class OIMROIHeads(Res5ROIHeads):
+    """Detectron2's ``Res5ROIHeads`` (RoIAlign + last backbone stage + box predictor + optional
+    mask head) with an embedding head and a re-id loss.
 
-    Subclasses (other person-search heads) can reuse :meth:`pooled_features`,
-    :meth:`embed_boxes` and :meth:`reid_losses`.
+    The person-search RoI-head interface (what ``PersonSearchRCNN`` calls):
+    ``forward(images, features, proposals, targets=None, extra_features=None)`` as Detectron2's
+    (inference instances carry ``embeddings`` (K, D)) and
+    ``embed_boxes(features, boxes, extra_features=None) -> list[(n_i, D)]``.
     """
 
     @configurable
@@ -112,6 +103,7 @@ class OIMROIHeads(ROIHeads):
         box_predictor: nn.Module,
         embedding_head: nn.Module,
         reid_loss: nn.Module,
+        mask_head: nn.Module | None = None,
         **kwargs,
     ):
         """
@@ -121,26 +113,32 @@ class OIMROIHeads(ROIHeads):
             res5: the RoI head stage, (M, C, h, w) -> (M, C', h', w').
             box_predictor: ``FastRCNNOutputLayers``-like, on (M, C') vectors.
             embedding_head: (M, C') -> (M, D) L2-normalised.
-            reid_loss: ``(features (N, D), pids (N,)) -> scalar`` on foreground proposals.
+            reid_loss: a re-id loss of ``REID_LOSS_REGISTRY``: ``(embeddings (R, D), pids (R,))
+                -> dict of losses`` on all sampled proposals.
+            mask_head: Detectron2 mask head on the (M, C', h', w') RoI maps, or None.
             kwargs: ``ROIHeads`` arguments (sampling, matcher, num_classes).
         """
-        super().__init__(**kwargs)
         if len(in_features) != 1:
-            raise ValueError(f"OIMROIHeads pools one feature map, got {in_features}")
-        self.in_features = in_features
-        self.pooler = pooler
-        self.res5 = res5
-        self.box_predictor = box_predictor
+            raise ValueError(f"{type(self).__name__} pools one feature map, got {in_features}")
+        super().__init__(
+            in_features=in_features,
+            pooler=pooler,
+            res5=res5,
+            box_predictor=box_predictor,
+            mask_head=mask_head,
+            **kwargs,
+        )
         self.embedding_head = embedding_head
         self.reid_loss = reid_loss
 
     @classmethod
     def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
-        ret = super().from_config(cfg)
+        ret = super(Res5ROIHeads, cls).from_config(cfg)  # ROIHeads': sampling and matching
         in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
         if len(in_features) != 1:
             raise ValueError(
-                f"MODEL.ROI_HEADS.IN_FEATURES must name one map for OIMROIHeads, got {in_features}"
+                f"MODEL.ROI_HEADS.IN_FEATURES must name one map for {cls.__name__}, got "
+                f"{in_features}"
             )
         in_shape = input_shape[in_features[0]]
         ret["in_features"] = in_features
@@ -154,43 +152,158 @@ class OIMROIHeads(ROIHeads):
         )
         res5 = build_roi_head_stage(cfg, ShapeSpec(channels=in_shape.channels))
         ret["res5"] = res5
-        ret["box_predictor"] = FastRCNNOutputLayers(
-            cfg, ShapeSpec(channels=res5.out_channels, height=1, width=1)
-        )
-        ret["embedding_head"] = EmbeddingHead(cfg, in_channels=res5.out_channels)
-        ret["reid_loss"] = OIMLoss(cfg, num_person_ids=resolve_num_person_ids(cfg))
+        ret["box_predictor"] = cls.build_box_predictor(cfg, res5.out_channels)
+        ret["embedding_head"] = cls.build_embedding_head(cfg, in_shape.channels, res5.out_channels)
+        ret["reid_loss"] = build_reid_loss(cfg, num_person_ids=resolve_num_person_ids(cfg))
+        if cfg.MODEL.MASK_ON:
+            ret["mask_head"] = build_mask_head(cfg, ShapeSpec(channels=res5.out_channels))
         return ret
 
-    def pooled_features(
-        self, features: dict[str, torch.Tensor], boxes: list[Boxes]
-    ) -> torch.Tensor:
-        """RoIAlign + head stage + global average pooling.
+    @classmethod
+    def build_box_predictor(cls, cfg, in_channels: int) -> nn.Module:
+        """The box predictor on (M, ``in_channels``) pooled vectors: Detectron2's
+        ``FastRCNNOutputLayers``. Heads with another box branch (HOIM) override it."""
+        return FastRCNNOutputLayers(cfg, ShapeSpec(channels=in_channels, height=1, width=1))
+
+    @classmethod
+    def build_embedding_head(cls, cfg, roi_channels: int, head_channels: int) -> nn.Module:
+        """The embedding head: :class:`EmbeddingHead` on the (M, ``head_channels``) pooled
+        head-stage vectors (``roi_channels``: channels of the pooled backbone map, unused
+        here). SeqNet overrides it (Norm-Aware Embedding of both)."""
+        return EmbeddingHead(cfg, in_channels=head_channels)
+
+    # ------------------------------------------------------------------------------- steps
+    def roi_features(self, features: dict[str, torch.Tensor], boxes: list[Boxes]) -> torch.Tensor:
+        """RoIAlign on the backbone map + the head stage (``res5``).
 
         Args:
             features: backbone maps, ``features[in_features[0]]`` is (B, C, H, W).
             boxes: B Boxes in the coordinates of the (resized) input images.
 
         Returns:
-            (M, C') with M = total number of boxes, in image order.
-        """
-        x = self.pooler([features[f] for f in self.in_features], boxes)
-        return self.res5(x).mean(dim=(2, 3))
+            (M, C', h', w') RoI maps, M = total number of boxes, in image order.
 
+        Override to extract RoI features differently (another pooler or stage).
+        """
+        return self._shared_roi_transform([features[f] for f in self.in_features], boxes)
+
+    def transform_roi_features(
+        self, roi_features: Any, boxes: list[Boxes], extra_features: dict[str, Any]
+    ) -> tuple[Any, dict[str, torch.Tensor]]:
+        """Hook between the RoI features and everything that reads them (here the box, re-id
+        and mask branches): the identity.
+
+        Args:
+            roi_features: what :meth:`roi_features` returned ((M, C', h', w') RoI maps).
+            boxes: the B lists of boxes they were pooled from.
+            extra_features: what the meta architecture's ``extract_features`` returned beside
+                the backbone maps ({} by default).
+
+        Returns:
+            the features, transformed (same type and shape), and a dict of auxiliary losses
+            (added to the training losses; ignored at inference).
+
+        Override for a feature transform: IIDFC's pedestrian attention (PAM) on the head-stage
+        maps, MGOFE's fusion with the RoI features of occluded copies (from
+        ``extra_features``) and its adversarial alignment loss.
+        """
+        del boxes, extra_features
+        return roi_features, {}
+
+    def pool(self, roi_features: torch.Tensor) -> torch.Tensor:
+        """(M, C', h', w') RoI maps -> (M, C') by global average pooling (OIM). Override for
+        another pooling."""
+        return roi_features.mean(dim=(2, 3))
+
+    def forward_box(
+        self, pooled: torch.Tensor, proposals: list[Instances]
+    ) -> dict[str, torch.Tensor] | tuple[list[Instances], list[torch.Tensor]]:
+        """Box branch on (R, C') pooled vectors of the proposals.
+
+        Returns:
+            training: the box losses (``loss_cls``, ``loss_box_reg``); inference: per image
+            ``Instances(pred_boxes, scores, pred_classes)`` (resized image coordinates) and the
+            index of the proposal each detection was regressed from.
+
+        Override for another box loss or classifier (IIDFC's CIoU regression loss).
+        """
+        predictions = self.box_predictor(pooled)
+        if self.training:
+            return self.box_predictor.losses(predictions, proposals)
+        return self.box_predictor.inference(predictions, proposals)
+
+    def forward_reid(
+        self,
+        pooled: torch.Tensor,
+        proposals: list[Instances],
+        detections: list[Instances] | None = None,
+        kept: list[torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor] | list[Instances]:
+        """Re-id branch: embeddings of the (R, C') pooled vectors.
+
+        Training: the re-id loss of the embeddings of all sampled ``proposals`` (their person
+        ids: :func:`~.box_utils.proposal_person_ids`). Inference: ``detections`` (from
+        :meth:`forward_box`) with ``embeddings`` (K, D) of the proposals ``kept`` gave them.
+
+        Override to change what the loss sees (which RoIs, extra targets); a new loss is
+        better registered in ``REID_LOSS_REGISTRY`` (IIDFC's FC loss).
+        """
+        if self.training:
+            pids = proposal_person_ids(proposals, self.num_classes).to(pooled.device)
+            return self.reid_loss(self.embedding_head(pooled), pids)
+        per_image = pooled.split([len(p) for p in proposals])
+        for inst, pooled_i, kept_i in zip(detections, per_image, kept):
+            inst.embeddings = self.embedding_head(pooled_i[kept_i])
+        return detections
+
+    def forward_mask(
+        self,
+        roi_features: torch.Tensor | None,
+        instances: list[Instances],
+        features: dict[str, torch.Tensor] | None = None,
+        extra_features: dict[str, Any] | None = None,
+    ) -> dict[str, torch.Tensor] | list[Instances]:
+        """Mask branch (``MODEL.MASK_ON``; without a mask head: ``{}`` / ``instances``).
+
+        Training: ``roi_features`` (R, C', h', w') of the sampled proposals ``instances``; the
+        mask loss (``loss_mask``) reads only foreground proposals matched to a person with a
+        mask (``gt_has_mask``; all when the field is absent): persons without a mask and
+        background proposals contribute exactly nothing. Inference: the RoI features of the
+        detections' boxes are computed from ``features`` (through
+        :meth:`transform_roi_features`) and ``instances`` get ``pred_masks``.
+
+        Override for another mask loss weighting (MaskGuidedPS).
+        """
+        if not self.mask_on:
+            return {} if self.training else instances
+        if not self.training:
+            boxes = [x.pred_boxes for x in instances]
+            x, _ = self.transform_roi_features(
+                self.roi_features(features, boxes), boxes, extra_features or {}
+            )
+            return self.mask_head(x, instances)
+        foreground, fg_masks = select_foreground_proposals(instances, self.num_classes)
+        x = roi_features[torch.cat(fg_masks)]
+        with_mask = [
+            p.gt_has_mask if p.has("gt_has_mask") else torch.ones_like(p.gt_classes, dtype=bool)
+            for p in foreground
+        ]
+        selected = [p[keep] for p, keep in zip(foreground, with_mask)]
+        return self.mask_head(x[torch.cat(with_mask)], selected)
+
+    # ------------------------------------------------------------------------------ forward
     def embed_boxes(
-        self, features: dict[str, torch.Tensor], boxes: list[Boxes]
+        self,
+        features: dict[str, torch.Tensor],
+        boxes: list[Boxes],
+        extra_features: dict[str, Any] | None = None,
     ) -> list[torch.Tensor]:
         """Embeddings of given boxes (no detection): per image an (n_i, D) float32 tensor."""
-        pooled = self.pooled_features(features, boxes)
-        embeddings = self.embedding_head(pooled)
+        x, _ = self.transform_roi_features(
+            self.roi_features(features, boxes), boxes, extra_features or {}
+        )
+        embeddings = self.embedding_head(self.pool(x))
         return list(embeddings.split([len(b) for b in boxes]))
-
-    def reid_losses(
-        self, embeddings: torch.Tensor, proposals: list[Instances]
-    ) -> dict[str, torch.Tensor]:
-        """OIM loss of (R, D) embeddings of the sampled proposals (background ones ignored)."""
-        pids = proposal_person_ids(proposals, self.num_classes).to(embeddings.device)
-        foreground = pids != BACKGROUND_PID
-        return {"loss_oim": self.reid_loss(embeddings[foreground], pids[foreground])}
 
     def forward(
         self,
@@ -198,26 +311,32 @@ class OIMROIHeads(ROIHeads):
         features: dict[str, torch.Tensor],
         proposals: list[Instances],
         targets: list[Instances] | None = None,
+        extra_features: dict[str, Any] | None = None,
     ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
         """
-        Training: returns ``([], losses)`` with the box losses and ``loss_oim``; ``targets``
-        need ``gt_boxes``, ``gt_classes`` and ``gt_pids``.
+        Training: returns ``([], losses)``: the box losses, the re-id loss's, ``loss_mask``
+        (``MODEL.MASK_ON``) and those of :meth:`transform_roi_features`; ``targets`` need
+        ``gt_boxes``, ``gt_classes`` and ``gt_pids`` (and ``gt_masks`` with masks on).
         Inference: returns per image ``Instances(pred_boxes, scores, pred_classes,
-        embeddings (K, D))`` in the resized image coordinates, and ``{}``.
+        embeddings (K, D)[, pred_masks])`` in the resized image coordinates, and ``{}``.
         """
         del images
+        extra_features = extra_features or {}
         if self.training:
             if targets is None:
-                raise ValueError("OIMROIHeads needs targets in training")
+                raise ValueError(f"{type(self).__name__} needs targets in training")
             proposals = self.label_and_sample_proposals(proposals, targets)
-        pooled = self.pooled_features(features, [p.proposal_boxes for p in proposals])
-        predictions = self.box_predictor(pooled)
+        boxes = [p.proposal_boxes for p in proposals]
+        roi_features, aux_losses = self.transform_roi_features(
+            self.roi_features(features, boxes), boxes, extra_features
+        )
+        pooled = self.pool(roi_features)
         if self.training:
-            losses = self.box_predictor.losses(predictions, proposals)
-            losses.update(self.reid_losses(self.embedding_head(pooled), proposals))
+            losses = self.forward_box(pooled, proposals)
+            losses.update(self.forward_reid(pooled, proposals))
+            losses.update(self.forward_mask(roi_features, proposals))
+            losses.update(aux_losses)
             return [], losses
-        instances, kept_indices = self.box_predictor.inference(predictions, proposals)
-        per_image = pooled.split([len(p) for p in proposals])
-        for inst, pooled_i, kept in zip(instances, per_image, kept_indices):
-            inst.embeddings = self.embedding_head(pooled_i[kept])
-        return instances, {}
+        detections, kept = self.forward_box(pooled, proposals)
+        detections = self.forward_reid(pooled, proposals, detections, kept)
+        return self.forward_mask(None, detections, features, extra_features), {}

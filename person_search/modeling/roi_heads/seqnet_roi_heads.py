@@ -19,137 +19,41 @@ score, SeqNet's "First Classification Score", or the NAE score) -> score thresho
 (``TEST.DETECTIONS_PER_IMAGE``). Query boxes are embedded by the second head. Embeddings stay
 L2-normalised: SeqNet's confidence-weighted similarity (embedding x score) is left to the
 evaluator, which gets the scores.
+
+The second head is a sequence of overridable steps (each docstring says what a project
+overrides it for): :meth:`~SeqNetROIHeads.sample_second_head` (training) ->
+:meth:`~SeqNetROIHeads.second_roi_features` -> :meth:`~SeqNetROIHeads.transform_roi_features`
+(identity; MGOFE's fusion) -> :meth:`~SeqNetROIHeads.embed` ->
+:meth:`~SeqNetROIHeads.second_head_losses` (training).
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, batched_nms
 from detectron2.modeling import ROI_HEADS_REGISTRY
-from detectron2.modeling.box_regression import Box2BoxTransform, _dense_box_regression_loss
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
-from detectron2.modeling.sampling import subsample_labels
-from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
+from .box_utils import (
+    BOX_DIM,
+    POOLINGS,
+    BoxRegressor,
+    class_agnostic_box_loss,
+    label_and_sample_boxes,
+    pool_roi_maps,
+    proposal_person_ids,
+)
 from .norm_aware_embedding import NormAwareEmbedding
 from .oim_roi_heads import OIMROIHeads
 
-__all__ = ["BoxRegressor", "SeqNetROIHeads", "box_regression_loss", "pool_roi_maps"]
-
-# Box dimension (x1, y1, x2, y2).
-_BOX_DIM = 4
-# Std of the normal init of box regression weights (SeqNet / Detectron2: 0.001-0.01).
-_REG_INIT_STD = 0.01
-_POOLINGS = ("max", "avg")
-
-
-def pool_roi_maps(x: torch.Tensor, how: str) -> torch.Tensor:
-    """(M, C, h, w) RoI maps -> (M, C) by global ``"max"`` or ``"avg"`` pooling."""
-    if how == "max":
-        return x.amax(dim=(2, 3))
-    if how == "avg":
-        return x.mean(dim=(2, 3))
-    raise ValueError(f"MODEL.SEQNET.POOLING={how!r} is not one of {_POOLINGS}")
-
-
-class BoxRegressor(nn.Module):
-    """Class-agnostic box deltas of pooled RoI vectors: Linear(C, 4) (+ BatchNorm1d "BN neck").
-
-    forward: (M, C) -> (M, 4) deltas for ``Box2BoxTransform``.
-    """
-
-    def __init__(self, in_channels: int, bn_neck: bool):
-        super().__init__()
-        self.linear = nn.Linear(in_channels, _BOX_DIM)
-        nn.init.normal_(self.linear.weight, std=_REG_INIT_STD)
-        nn.init.zeros_(self.linear.bias)
-        self.norm = nn.BatchNorm1d(_BOX_DIM) if bn_neck else nn.Identity()
-        if bn_neck:
-            nn.init.normal_(self.norm.weight, std=_REG_INIT_STD)
-            nn.init.zeros_(self.norm.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] == 0:
-            return x.new_zeros((0, _BOX_DIM))
-        return self.norm(self.linear(x))
-
-
-def box_regression_loss(
-    transform: Box2BoxTransform,
-    proposal_boxes: torch.Tensor,
-    gt_boxes: torch.Tensor,
-    deltas: torch.Tensor,
-    foreground: torch.Tensor,
-    *,
-    loss_type: str,
-    smooth_l1_beta: float,
-) -> torch.Tensor:
-    """Box regression loss summed over foreground RoIs, divided by the number of RoIs R
-    (Detectron2's / SeqNet's normalisation).
-
-    Args:
-        proposal_boxes, gt_boxes, deltas: (R, 4); foreground: (R,) bool.
-        loss_type, smooth_l1_beta: as ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE`` and
-            ``SMOOTH_L1_BETA``.
-    """
-    loss = _dense_box_regression_loss(
-        [Boxes(proposal_boxes)],
-        transform,
-        [deltas[None]],
-        [gt_boxes],
-        foreground[None],
-        box_reg_loss_type=loss_type,
-        smooth_l1_beta=smooth_l1_beta,
-    )
-    return loss / max(proposal_boxes.shape[0], 1)
-
-
-def label_and_sample_boxes(
-    boxes: list[Boxes],
-    targets: list[Instances],
-    *,
-    matcher: Matcher,
-    batch_size_per_image: int,
-    positive_fraction: float,
-    num_classes: int,
-    append_gt: bool,
-) -> list[Instances]:
-    """Match boxes to ground truth and sample them, as ``ROIHeads.label_and_sample_proposals``
-    does for proposals, with a separate matcher and sample size.
-
-    Returns:
-        per image, Instances with ``proposal_boxes``, ``gt_classes`` (``num_classes`` =
-        background) and, when the image has ground truth, every ``gt_*`` field of the matched
-        ground truth (``gt_boxes``, ``gt_pids`` ...).
-    """
-    out = []
-    for boxes_i, target in zip(boxes, targets):
-        if append_gt:
-            boxes_i = Boxes.cat([boxes_i, target.gt_boxes])
-        has_gt = len(target) > 0
-        matched_idxs, matched_labels = matcher(pairwise_iou(target.gt_boxes, boxes_i))
-        if has_gt:
-            gt_classes = target.gt_classes[matched_idxs]
-            gt_classes[matched_labels == 0] = num_classes
-            gt_classes[matched_labels == -1] = -1
-        else:
-            gt_classes = torch.full_like(matched_idxs, num_classes)
-        fg, bg = subsample_labels(gt_classes, batch_size_per_image, positive_fraction, num_classes)
-        sampled = torch.cat([fg, bg])
-        inst = Instances(target.image_size)
-        inst.proposal_boxes = boxes_i[sampled]
-        inst.gt_classes = gt_classes[sampled]
-        if has_gt:
-            for name, value in target.get_fields().items():
-                if name.startswith("gt_") and not inst.has(name):
-                    inst.set(name, value[matched_idxs[sampled]])
-        out.append(inst)
-    return out
+__all__ = ["SeqNetROIHeads"]
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -157,7 +61,7 @@ class SeqNetROIHeads(OIMROIHeads):
     """First Faster R-CNN head (inherited) + second head with Norm-Aware Embedding and OIM.
 
     ``embedding_head`` is a :class:`NormAwareEmbedding` taking the pooled res4 and res5
-    vectors of the second head.
+    vectors of the second head. No mask branch (``MODEL.MASK_ON`` must be False).
     """
 
     @configurable
@@ -194,15 +98,18 @@ class SeqNetROIHeads(OIMROIHeads):
             final_score: ``"first"`` or ``"second"``, see module doc.
             test_score_thresh, test_topk: final score threshold and boxes per image.
             loss_weight_cls_2nd, loss_weight_box_reg_2nd: second-head loss weights.
-            kwargs: :class:`OIMROIHeads` arguments (``embedding_head`` must be an NAE).
+            kwargs: :class:`OIMROIHeads` arguments (``embedding_head`` must be an NAE, no
+                ``mask_head``).
         """
         super().__init__(**kwargs)
-        if pooling not in _POOLINGS:
-            raise ValueError(f"MODEL.SEQNET.POOLING={pooling!r} is not one of {_POOLINGS}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"MODEL.SEQNET.POOLING={pooling!r} is not one of {POOLINGS}")
         if final_score not in ("first", "second"):
             raise ValueError(f"MODEL.SEQNET.FINAL_SCORE={final_score!r}: 'first' or 'second'")
         if not isinstance(self.embedding_head, NormAwareEmbedding):
             raise TypeError("SeqNetROIHeads needs a NormAwareEmbedding as embedding_head")
+        if self.mask_on:
+            raise ValueError("SeqNetROIHeads has no mask branch: MODEL.MASK_ON must be False")
         self.reid_res5 = reid_res5
         self.box_regressor_2nd = box_regressor_2nd
         self.matcher_2nd = matcher_2nd
@@ -224,11 +131,9 @@ class SeqNetROIHeads(OIMROIHeads):
         ret = super().from_config(cfg, input_shape)
         s = cfg.MODEL.SEQNET
         res5 = ret["res5"]
-        in_channels = input_shape[ret["in_features"][0]].channels
         ret.update(
             # SeqNet starts both heads from the same (ImageNet) weights.
             reid_res5=copy.deepcopy(res5),
-            embedding_head=NormAwareEmbedding(cfg, in_channels=[in_channels, res5.out_channels]),
             box_regressor_2nd=BoxRegressor(res5.out_channels, bn_neck=s.BN_NECK),
             matcher_2nd=Matcher(s.IOU_THRESHOLDS, s.IOU_LABELS, allow_low_quality_matches=False),
             batch_size_per_image_2nd=s.BATCH_SIZE_PER_IMAGE,
@@ -246,77 +151,38 @@ class SeqNetROIHeads(OIMROIHeads):
         )
         return ret
 
-    def pooled_features(
-        self, features: dict[str, torch.Tensor], boxes: list[Boxes]
-    ) -> torch.Tensor:
-        """First head: RoIAlign + ``res5`` + pooling -> (M, C5)."""
-        x = self.pooler([features[f] for f in self.in_features], boxes)
-        return pool_roi_maps(self.res5(x), self.pooling)
+    @classmethod
+    def build_embedding_head(cls, cfg, roi_channels: int, head_channels: int) -> nn.Module:
+        """Norm-Aware Embedding of the second head's pooled res4 and res5 vectors."""
+        return NormAwareEmbedding(cfg, in_channels=[roi_channels, head_channels])
 
-    def second_head(
-        self, features: dict[str, torch.Tensor], boxes: list[Boxes]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Second head on B lists of boxes (M in total).
+    def pool(self, roi_features: torch.Tensor) -> torch.Tensor:
+        """(M, C, h, w) -> (M, C) by ``MODEL.SEQNET.POOLING`` (SeqNet: max)."""
+        return pool_roi_maps(roi_features, self.pooling)
 
-        Returns:
-            embeddings (M, D) L2-normalised, person logits (M,), box deltas (M, 4).
-        """
-        x4 = self.pooler([features[f] for f in self.in_features], boxes)
-        v5 = pool_roi_maps(self.reid_res5(x4), self.pooling)
-        embeddings, logits = self.embedding_head([pool_roi_maps(x4, self.pooling), v5])
-        return embeddings, logits, self.box_regressor_2nd(v5)
-
-    def embed_boxes(
-        self, features: dict[str, torch.Tensor], boxes: list[Boxes]
-    ) -> list[torch.Tensor]:
-        """Second-head embeddings of given boxes: per image an (n_i, D) float32 tensor."""
-        embeddings, _, _ = self.second_head(features, boxes)
-        return list(embeddings.split([len(b) for b in boxes]))
-
-    def forward(
-        self,
-        images: ImageList,
-        features: dict[str, torch.Tensor],
-        proposals: list[Instances],
-        targets: list[Instances] | None = None,
-    ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
-        """
-        Training: ``([], losses)``: ``loss_cls``, ``loss_box_reg`` (first head),
-        ``loss_cls_2nd``, ``loss_box_reg_2nd`` (second head), ``loss_oim``.
-        Inference: per image ``Instances(pred_boxes, scores, pred_classes, embeddings (K, D))``
-        in the resized image coordinates, and ``{}``.
-        """
-        del images
-        if self.training:
-            if targets is None:
-                raise ValueError("SeqNetROIHeads needs targets in training")
-            return [], self._forward_train(features, proposals, targets)
-        return self._forward_test(features, proposals), {}
-
-    def _first_head(
+    # ---------------------------------------------------------------------- first head
+    def first_head(
         self, features: dict[str, torch.Tensor], proposals: list[Instances]
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], list[torch.Tensor]]:
-        """First-head predictions (scores (R, 2), deltas (R, 4)) and per-image refined boxes."""
-        pooled = self.pooled_features(features, [p.proposal_boxes for p in proposals])
+        """First-head predictions (scores (R, 2), deltas (R, 4)) and per-image refined boxes
+        (R_i, 4). No feature transform: the first head only detects."""
+        pooled = self.pool(self.roi_features(features, [p.proposal_boxes for p in proposals]))
         predictions = self.box_predictor(pooled)
         return predictions, list(self.box_predictor.predict_boxes(predictions, proposals))
 
-    def _forward_train(
-        self,
-        features: dict[str, torch.Tensor],
-        proposals: list[Instances],
-        targets: list[Instances],
-    ) -> dict[str, torch.Tensor]:
-        proposals = self.label_and_sample_proposals(proposals, targets)
-        predictions, refined = self._first_head(features, proposals)
-        losses = self.box_predictor.losses(predictions, proposals)
-
+    # --------------------------------------------------------------------- second head
+    def sample_second_head(
+        self, refined: list[torch.Tensor], proposals: list[Instances], targets: list[Instances]
+    ) -> list[Instances]:
+        """Training: the first head's refined boxes (detached, clipped to the image) matched to
+        ``targets`` and sampled with ``MODEL.SEQNET``'s matcher and sample size (see
+        :func:`~.box_utils.label_and_sample_boxes`). Override for another sampling."""
         boxes = []
         for boxes_i, p in zip(refined, proposals):
-            b = Boxes(boxes_i.detach()[:, :_BOX_DIM])  # one (person) class
+            b = Boxes(boxes_i.detach()[:, :BOX_DIM])  # one (person) class
             b.clip(p.image_size)
             boxes.append(b)
-        sampled = label_and_sample_boxes(
+        return label_and_sample_boxes(
             boxes,
             targets,
             matcher=self.matcher_2nd,
@@ -325,32 +191,130 @@ class SeqNetROIHeads(OIMROIHeads):
             num_classes=self.num_classes,
             append_gt=self.proposal_append_gt,
         )
-        embeddings, logits, deltas = self.second_head(features, [s.proposal_boxes for s in sampled])
+
+    def second_roi_features(
+        self, features: dict[str, torch.Tensor], boxes: list[Boxes]
+    ) -> list[torch.Tensor]:
+        """RoI features of the second head on B lists of boxes (M in total): ``[v4 (M, C4),
+        v5 (M, C5)]``, the pooled RoIAlign map and the pooled output of ``reid_res5`` on it.
+        Override to embed other RoI features."""
+        x4 = self.pooler([features[f] for f in self.in_features], boxes)
+        v5 = self.pool(self.reid_res5(x4))
+        return [self.pool(x4), v5]
+
+    def transform_roi_features(
+        self, roi_features: Any, boxes: list[Boxes], extra_features: dict[str, Any]
+    ) -> tuple[Any, dict[str, torch.Tensor]]:
+        """Hook between the second head's RoI features (``[v4, v5]`` of
+        :meth:`second_roi_features`) and :meth:`embed`: the identity. Returns the transformed
+        features (same shapes) and auxiliary training losses.
+
+        Override for MGOFE's MGFFE (fusing the RoI features of the same boxes in the occluded
+        copies, from ``extra_features``) and MGFA (the adversarial alignment loss)."""
+        return super().transform_roi_features(roi_features, boxes, extra_features)
+
+    def embed(
+        self, roi_features: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[v4, v5]`` -> embeddings (M, D) L2-normalised and person logits (M,) (Norm-Aware
+        Embedding), box deltas (M, 4) (regressed from v5). Override for another embedding."""
+        embeddings, logits = self.embedding_head(roi_features)
+        return embeddings, logits, self.box_regressor_2nd(roi_features[-1])
+
+    def second_head(
+        self,
+        features: dict[str, torch.Tensor],
+        boxes: list[Boxes],
+        extra_features: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Second head on B lists of boxes (M in total): RoI features -> transform -> embed.
+
+        Returns:
+            embeddings (M, D) L2-normalised, person logits (M,), box deltas (M, 4), and the
+            auxiliary losses of :meth:`transform_roi_features`.
+        """
+        roi_features, aux_losses = self.transform_roi_features(
+            self.second_roi_features(features, boxes), boxes, extra_features or {}
+        )
+        return (*self.embed(roi_features), aux_losses)
+
+    def second_head_losses(
+        self,
+        sampled: list[Instances],
+        embeddings: torch.Tensor,
+        logits: torch.Tensor,
+        deltas: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Losses of the second head on its sampled boxes: ``loss_cls_2nd`` (NAE person BCE),
+        ``loss_box_reg_2nd`` (class-agnostic regression of person boxes) and the re-id loss's
+        (on all sampled boxes with their person ids). Override to add or reweight losses."""
         gt_classes = torch.cat([s.gt_classes for s in sampled])
         is_person = (gt_classes >= 0) & (gt_classes < self.num_classes)
-        proposal_boxes = torch.cat([s.proposal_boxes.tensor for s in sampled])
-        gt_boxes = torch.cat(
-            [(s.gt_boxes if s.has("gt_boxes") else s.proposal_boxes).tensor for s in sampled]
-        )
-        losses["loss_cls_2nd"] = self.loss_weight_cls_2nd * (
-            NormAwareEmbedding.classification_loss(logits, is_person)
-        )
-        losses["loss_box_reg_2nd"] = self.loss_weight_box_reg_2nd * box_regression_loss(
+        box_loss = class_agnostic_box_loss(
             self.box_predictor.box2box_transform,
-            proposal_boxes,
-            gt_boxes,
+            sampled,
             deltas,
-            is_person,
+            self.num_classes,
             loss_type=self.box_predictor.box_reg_loss_type,
             smooth_l1_beta=self.box_predictor.smooth_l1_beta,
         )
-        losses.update(self.reid_losses(embeddings, sampled))
+        losses = {
+            "loss_cls_2nd": self.loss_weight_cls_2nd
+            * NormAwareEmbedding.classification_loss(logits, is_person),
+            "loss_box_reg_2nd": self.loss_weight_box_reg_2nd * box_loss,
+        }
+        pids = proposal_person_ids(sampled, self.num_classes).to(embeddings.device)
+        losses.update(self.reid_loss(embeddings, pids))
         return losses
 
+    # ------------------------------------------------------------------------ forward
+    def embed_boxes(
+        self,
+        features: dict[str, torch.Tensor],
+        boxes: list[Boxes],
+        extra_features: dict[str, Any] | None = None,
+    ) -> list[torch.Tensor]:
+        """Second-head embeddings of given boxes: per image an (n_i, D) float32 tensor."""
+        embeddings, _, _, _ = self.second_head(features, boxes, extra_features)
+        return list(embeddings.split([len(b) for b in boxes]))
+
+    def forward(
+        self,
+        images: ImageList,
+        features: dict[str, torch.Tensor],
+        proposals: list[Instances],
+        targets: list[Instances] | None = None,
+        extra_features: dict[str, Any] | None = None,
+    ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
+        """
+        Training: ``([], losses)``: ``loss_cls``, ``loss_box_reg`` (first head),
+        ``loss_cls_2nd``, ``loss_box_reg_2nd`` (second head), the re-id loss's and those of
+        :meth:`transform_roi_features`.
+        Inference: per image ``Instances(pred_boxes, scores, pred_classes, embeddings (K, D))``
+        in the resized image coordinates, and ``{}``.
+        """
+        del images
+        if not self.training:
+            return self._forward_test(features, proposals, extra_features), {}
+        if targets is None:
+            raise ValueError("SeqNetROIHeads needs targets in training")
+        proposals = self.label_and_sample_proposals(proposals, targets)
+        predictions, refined = self.first_head(features, proposals)
+        losses = self.box_predictor.losses(predictions, proposals)
+        sampled = self.sample_second_head(refined, proposals, targets)
+        boxes = [s.proposal_boxes for s in sampled]
+        embeddings, logits, deltas, aux_losses = self.second_head(features, boxes, extra_features)
+        losses.update(self.second_head_losses(sampled, embeddings, logits, deltas))
+        losses.update(aux_losses)
+        return [], losses
+
     def _forward_test(
-        self, features: dict[str, torch.Tensor], proposals: list[Instances]
+        self,
+        features: dict[str, torch.Tensor],
+        proposals: list[Instances],
+        extra_features: dict[str, Any] | None,
     ) -> list[Instances]:
-        predictions, refined = self._first_head(features, proposals)
+        predictions, refined = self.first_head(features, proposals)
         probs = self.box_predictor.predict_probs(predictions, proposals)
         image_sizes = [p.image_size for p in proposals]
         first, _ = fast_rcnn_inference(
@@ -362,7 +326,7 @@ class SeqNetROIHeads(OIMROIHeads):
             self.first_topk,
         )
         boxes = [f.pred_boxes for f in first]
-        embeddings, logits, deltas = self.second_head(features, boxes)
+        embeddings, logits, deltas, _ = self.second_head(features, boxes, extra_features)
         transform = self.box_predictor.box2box_transform
         counts = [len(b) for b in boxes]
         results = []
