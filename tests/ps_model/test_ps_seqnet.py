@@ -23,13 +23,13 @@ from ps_baselines_testutils import (
 )
 
 from person_search.modeling.losses.oim import BACKGROUND_PID
-from person_search.modeling.roi_heads.norm_aware_embedding import (
-    NormAwareEmbedding,
-    split_embedding_dim,
-)
 from person_search.modeling.roi_heads.box_utils import (
     label_and_sample_boxes,
     proposal_person_ids,
+)
+from person_search.modeling.roi_heads.norm_aware_embedding import (
+    NormAwareEmbedding,
+    split_embedding_dim,
 )
 from person_search.modeling.roi_heads.seqnet_roi_heads import SeqNetROIHeads
 
