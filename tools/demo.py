@@ -5,7 +5,7 @@
 
 Generates the toy CUHK-SYSU set under ``OUTPUT/data/toy_cuhk_sysu`` (if missing; seeded),
 evaluates the model of ``configs/oim/oim_toy_cuhk_sysu.yaml`` as initialised with the
-person-search evaluator, trains it with the shared ``Trainer``, evaluates it again, prints the
+person-search evaluator, trains it with the task's trainer, evaluates it again, prints the
 untrained and trained search mAP / top-1 and detection AP / recall side by side, writes
 ``OUTPUT/report.json`` and ``OUTPUT/report.md`` and pictures of the trained model's rankings
 under ``OUTPUT/visualizations/``. Exits with status 1 if training did not improve the search
@@ -22,7 +22,7 @@ import person_search  # noqa: F401  (compat layer first: registers datasets, mod
 # isort: split
 from person_search.evaluation.person_search_evaluator import RESULTS_FILE
 from person_search.evaluation.saved_results import load_search_results
-from person_search.utils.demo import (
+from person_search.engine.demo import (
     before_after_table,
     demo_argument_parser,
     demo_report,

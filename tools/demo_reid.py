@@ -5,7 +5,7 @@
 
 Generates the toy Market-1501-layout set under ``OUTPUT/data/toy_market1501`` (if missing;
 seeded), evaluates the ``ReIDBaseline`` of ``configs/reid/toy_market1501.yaml`` as initialised
-with the ReIDEvaluator, trains it with the shared ``Trainer``, evaluates it again, prints
+with the ReIDEvaluator, trains it with the task's trainer, evaluates it again, prints
 rank-1 / mAP before and after side by side and writes ``OUTPUT/report.json`` and
 ``OUTPUT/report.md``. Exits with status 1 if training did not improve mAP. Trailing
 ``KEY VALUE`` pairs override the config (e.g. ``SOLVER.MAX_ITER 100``).
@@ -19,7 +19,7 @@ import sys
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
 # isort: split
-from person_search.utils.demo import (
+from person_search.engine.demo import (
     before_after_table,
     demo_argument_parser,
     demo_report,
@@ -36,7 +36,7 @@ _METRICS = ("Rank-1", "Rank-5", "mAP", "mINP")
 
 
 def _reid_metrics(results: dict) -> dict:
-    """The ``{"Rank-1", ..., "mAP"}`` dict of ``Trainer.test`` results of one test set."""
+    """The ``{"Rank-1", ..., "mAP"}`` dict of the trainer's ``test`` results of one test set."""
     if "reid" not in results:
         raise KeyError(f"evaluation results hold no 'reid' metrics: {sorted(results)}")
     return dict(results["reid"])

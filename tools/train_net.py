@@ -6,18 +6,20 @@
     python tools/train_net.py --config-file CFG --resume                 # continue OUTPUT_DIR
     python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS model_final.pth
 
-Trailing ``KEY VALUE`` pairs override the config (an unknown key is an error). Training writes
+Trailing ``KEY VALUE`` pairs override the config (an unknown key is an error). The config's
+``TASK`` picks the trainer (``person_search.engine.get_trainer_class``). Training writes
 checkpoints, ``metrics.json`` and TensorBoard events to OUTPUT_DIR and prints losses with an
 ETA; ``--resume`` continues the last checkpoint at its iteration (exactly, see
 ``person_search.engine.trainer``); ``--eval-only`` writes ``OUTPUT_DIR/eval_results.json``.
 """
 
 # person_search first: it applies the compat fixes Detectron2 needs, and registers everything.
-from person_search.engine import Trainer, default_argument_parser, launch, main
+from person_search.engine import default_argument_parser, launch, main
 
 
 def run(args):
-    return main(args, Trainer)
+    # The trainer of the config's TASK (PersonSearchTrainer or ReIDTrainer).
+    return main(args)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import person_search  # noqa: F401  (compat layer first: registers datasets, mod
 # isort: split
 from detectron2.utils.logger import setup_logger
 
-from person_search.engine import PersonSearchCheckpointer, Trainer, load_config
+from person_search.engine import PersonSearchCheckpointer, PersonSearchTrainer, load_config
 from person_search.evaluation.person_search_evaluator import RESULTS_FILE
 from person_search.evaluation.saved_results import load_search_results
 from person_search.utils.search_visualizer import (
@@ -76,11 +76,12 @@ def _results_from_model(args: argparse.Namespace) -> str:
         raise ValueError(f"{args.config_file}: DATASETS.TEST is empty")
     cfg.TEST.PERSON_SEARCH.SAVE_RESULTS = True
     cfg.freeze()
-    model = Trainer.build_model(cfg)
+    model = PersonSearchTrainer.build_model(cfg)
     PersonSearchCheckpointer.from_config(cfg, model).load(cfg.MODEL.WEIGHTS, checkpointables=[])
     name = cfg.DATASETS.TEST[0]
     inference_dir = os.path.join(args.output, "inference", name)
-    Trainer.test(cfg, model, evaluators=[Trainer.build_evaluator(cfg, name, inference_dir)])
+    evaluator = PersonSearchTrainer.build_evaluator(cfg, name, inference_dir)
+    PersonSearchTrainer.test(cfg, model, evaluators=[evaluator])
     return os.path.join(inference_dir, RESULTS_FILE)
 
 

@@ -7,20 +7,23 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
+import torch.utils.data as torchdata
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.build import build_detection_test_loader, build_detection_train_loader
-from detectron2.data.common import AspectRatioGroupedDataset
+from detectron2.data.common import AspectRatioGroupedDataset, DatasetFromList
 from detectron2.utils import comm
 from detectron2.utils.registry import Registry
 
 from .samplers import ResumableTrainingSampler
 
 __all__ = [
+    "ITERATION_KEY",
     "MAPPER_REGISTRY",
     "build_person_search_mapper",
     "build_person_search_test_loader",
@@ -33,8 +36,13 @@ logger = logging.getLogger(__name__)
 MAPPER_REGISTRY = Registry("PERSON_SEARCH_MAPPER")
 MAPPER_REGISTRY.__doc__ = """
 Registry for person-search dataset mappers: a callable turning one dataset dict into the model's
-input dict. The registered object is called with ``obj(cfg, is_train)``.
+input dict. The registered object is called with ``obj(cfg, is_train)``. Training dicts carry
+``ITERATION_KEY`` ("train_iteration"), the iteration whose batch drew them (for augmentations
+seeded per iteration and image, e.g. MGRO).
 """
+
+# Key of the training iteration in the dataset dicts the training loader hands to the mapper.
+ITERATION_KEY = "train_iteration"
 
 
 def build_person_search_mapper(cfg: CfgNode, is_train: bool):
@@ -88,22 +96,48 @@ def get_person_search_train_dicts(names: list[str] | tuple[str, ...]) -> tuple[l
     return all_dicts, offset
 
 
+class _IterationTaggedStream(torchdata.IterableDataset):
+    """The dataset dicts in the order of an index stream, each a fresh copy carrying
+    ``ITERATION_KEY``: the iteration whose batch drew it (its position in this process's
+    stream // images per process and batch). Shards the stream over data-loading workers as
+    Detectron2's ``ToIterableDataset`` does (worker ``w`` takes positions ``w, w + n, ...``)."""
+
+    def __init__(
+        self, dataset: DatasetFromList, sampler: ResumableTrainingSampler, images_per_batch: int
+    ):
+        self.dataset = dataset
+        self.sampler = sampler
+        self.images_per_batch = images_per_batch
+
+    def __iter__(self) -> Iterator[dict]:
+        stream: Iterable = enumerate(self.sampler, start=self.sampler.start)
+        info = torchdata.get_worker_info()
+        if info is not None and info.num_workers > 1:
+            stream = itertools.islice(stream, info.id, None, info.num_workers)
+        for position, index in stream:
+            record = self.dataset[index]
+            record[ITERATION_KEY] = position // self.images_per_batch
+            yield record
+
+
 def build_person_search_train_loader(
-    cfg: CfgNode, *, seed: int | None = None, start_iter: int = 0
+    cfg: CfgNode, *, mapper: Callable[[dict], dict] | None = None
 ) -> Iterable[list[dict]]:
     """Infinite training loader over ``cfg.DATASETS.TRAIN``, batches of
     ``SOLVER.IMS_PER_BATCH`` mapped dicts (see :func:`get_person_search_train_dicts`).
 
+    The index stream (Detectron2's ``TrainingSampler``) is ``DATALOADER.SEED``'s (-1: a random
+    seed shared by all processes, Detectron2's default; after ``default_setup`` it follows
+    ``SEED``), started at iteration ``DATALOADER.START_ITER``: it skips the
+    ``START_ITER * SOLVER.IMS_PER_BATCH / world size`` indices this process read before
+    (resuming). The batches then continue the interrupted run's exactly when aspect-ratio
+    grouping holds no image back (``DATALOADER.ASPECT_RATIO_GROUPING`` False, or all images on
+    the same side of square: toy data, PRW); otherwise up to one batch per orientation is
+    regrouped. The loader never draws from the global torch RNG. Every dict reaches the mapper
+    with ``ITERATION_KEY``.
+
     Args:
-        seed: seed of the shuffled index stream and of the data-loading workers (None: a random
-            seed shared by all processes, Detectron2's default; after ``default_setup`` it
-            follows ``SEED``). The loader never draws from the global torch RNG.
-        start_iter: first iteration served: the index stream skips the
-            ``start_iter * SOLVER.IMS_PER_BATCH / world size`` indices this process read before
-            (resuming). The batches then continue the interrupted run's exactly when
-            aspect-ratio grouping holds no image back (``DATALOADER.ASPECT_RATIO_GROUPING``
-            False, or all images on the same side of square: toy data, PRW); otherwise up to
-            one batch per orientation is regrouped.
+        mapper: the mapper (default: ``INPUT.PERSON_SEARCH_MAPPER`` in training mode).
     """
     dicts, num_ids = get_person_search_train_dicts(cfg.DATASETS.TRAIN)
     logger.info("person-search train set: %d images, %d identities", len(dicts), num_ids)
@@ -113,14 +147,16 @@ def build_person_search_train_loader(
             f"DATALOADER.SAMPLER_TRAIN={sampler_name!r}: person-search training supports only "
             "'TrainingSampler'"
         )
+    start_iter = cfg.DATALOADER.START_ITER
     if start_iter < 0:
-        raise ValueError(f"start_iter must be >= 0, got {start_iter}")
+        raise ValueError(f"DATALOADER.START_ITER must be >= 0, got {start_iter}")
+    seed = cfg.DATALOADER.SEED if cfg.DATALOADER.SEED >= 0 else None
     per_process = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
     sampler = ResumableTrainingSampler(len(dicts), seed=seed, start=start_iter * per_process)
+    stream = _IterationTaggedStream(DatasetFromList(dicts, copy=False), sampler, per_process)
     loader = build_detection_train_loader(
-        dicts,
-        mapper=build_person_search_mapper(cfg, True),
-        sampler=sampler,
+        stream,
+        mapper=build_person_search_mapper(cfg, True) if mapper is None else mapper,
         total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
         aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
@@ -134,13 +170,19 @@ def build_person_search_train_loader(
     return loader
 
 
-def build_person_search_test_loader(cfg: CfgNode, dataset_name: str):
+def build_person_search_test_loader(
+    cfg: CfgNode, dataset_name: str, *, mapper: Callable[[dict], dict] | None = None
+):
     """Loader (batch size 1, each item once) over a person-search test dataset: its gallery
     images then its queries. Loading it sets ``MetadataCatalog.get(dataset_name)
-    .search_protocol``."""
+    .search_protocol``.
+
+    Args:
+        mapper: the mapper (default: ``INPUT.PERSON_SEARCH_MAPPER`` in test mode).
+    """
     dicts = DatasetCatalog.get(dataset_name)
     return build_detection_test_loader(
         dicts,
-        mapper=build_person_search_mapper(cfg, False),
+        mapper=build_person_search_mapper(cfg, False) if mapper is None else mapper,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
     )

@@ -42,22 +42,23 @@ def get_reid_dataset_dicts(names: str | Sequence[str]) -> list[dict]:
     return out
 
 
-def _train_loader_from_config(
-    cfg, *, mapper=None, dataset=None, seed: int | None = None, start_iter: int = 0
-) -> dict:
+def _train_loader_from_config(cfg, *, mapper=None, dataset=None) -> dict:
     if dataset is None:
         dataset = get_reid_dataset_dicts(cfg.DATASETS.TRAIN)
     if mapper is None:
         mapper = ReIDDatasetMapper(cfg, is_train=True)
+    if cfg.DATALOADER.SEED >= 0:  # fixed by the Trainer (saved in checkpoints) or the config
+        seed = cfg.DATALOADER.SEED
+    else:
+        seed = cfg.SEED if cfg.SEED >= 0 else None
     return {
         "dataset": dataset,
         "mapper": mapper,
         "total_batch_size": cfg.SOLVER.IMS_PER_BATCH,
         "num_instances": cfg.DATALOADER.NUM_INSTANCES,
         "num_workers": cfg.DATALOADER.NUM_WORKERS,
-        # an explicit seed (the Trainer's, saved in checkpoints) wins over SEED
-        "seed": seed if seed is not None else (cfg.SEED if cfg.SEED >= 0 else None),
-        "start_iter": start_iter,
+        "seed": seed,
+        "start_iter": cfg.DATALOADER.START_ITER,
     }
 
 
@@ -80,10 +81,11 @@ def build_reid_train_loader(
         total_batch_size: images per batch over all ranks (``SOLVER.IMS_PER_BATCH``) = P * K.
         num_instances: K (``DATALOADER.NUM_INSTANCES``).
         num_workers: data-loading processes per rank.
-        seed: sampler seed (``SEED``; None: a random seed shared by all ranks).
-        start_iter: first iteration served: the sampler skips that many global batches, so a
-            run resumed at iteration ``i`` with the same seed reads what the interrupted run
-            would have read next.
+        seed: sampler seed (from a config: ``DATALOADER.SEED`` when >= 0, else ``SEED`` when
+            >= 0; None: a random seed shared by all ranks).
+        start_iter: first iteration served (from a config: ``DATALOADER.START_ITER``): the
+            sampler skips that many global batches, so a run resumed at iteration ``i`` with
+            the same seed reads what the interrupted run would have read next.
     """
     sampler = PKSampler(
         [d["person_id"] for d in dataset],

@@ -19,6 +19,7 @@ from ..utils.file_io import atomic_write
 from .checkpoint import PersonSearchCheckpointer
 from .schedule import resolve_schedule
 from .trainer import Trainer
+from .trainers import get_trainer_class
 
 __all__ = [
     "EVAL_RESULTS_FILE",
@@ -95,16 +96,27 @@ def setup(args: argparse.Namespace, add_config: Callable | None = None) -> CfgNo
     return cfg
 
 
-def main(args: argparse.Namespace, trainer_cls: type[Trainer] = Trainer, add_config=None):
+def main(
+    args: argparse.Namespace,
+    trainer_cls: type[Trainer] | None = None,
+    add_config: Callable | None = None,
+):
     """Train (``--resume`` continues the run in ``OUTPUT_DIR``) or, with ``--eval-only``,
     evaluate ``MODEL.WEIGHTS`` (or the last checkpoint with ``--resume``) on DATASETS.TEST and
     write the metrics to ``OUTPUT_DIR/eval_results.json``.
+
+    Args:
+        trainer_cls: the trainer (a project's subclass); None = the trainer of the config's
+            ``TASK`` (:func:`~person_search.engine.trainers.get_trainer_class`).
+        add_config: a project's ``add_<project>_config(cfg)``.
 
     Returns:
         ``--eval-only``: the metrics dict (``{task: {metric: value}}``); training: what
         ``Trainer.train`` returns (Detectron2: results only with ``TEST.EXPECTED_RESULTS``).
     """
     cfg = setup(args, add_config)
+    if trainer_cls is None:
+        trainer_cls = get_trainer_class(cfg)
     if args.eval_only:
         model = trainer_cls.build_model(cfg)
         PersonSearchCheckpointer.from_config(cfg, model, cfg.OUTPUT_DIR).resume_or_load(

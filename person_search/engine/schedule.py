@@ -6,7 +6,6 @@ import logging
 import math
 
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog
 
 __all__ = ["SCHEDULE_UNITS", "count_training_images", "resolve_schedule"]
 
@@ -18,15 +17,12 @@ SCHEDULE_UNITS = ("iter", "epoch")
 
 def count_training_images(cfg: CfgNode) -> int:
     """Images one epoch visits: the dicts of ``DATASETS.TRAIN`` the training loader samples
-    from (person search: the scene images with at least one box, as
-    :func:`~person_search.data.build.get_person_search_train_dicts` keeps; re-id: every
-    crop)."""
-    if cfg.TASK == "person_search":
-        from person_search.data.build import get_person_search_train_dicts
+    from, as counted by the trainer of the config's task (``count_training_images`` of
+    :func:`~person_search.engine.trainers.get_trainer_class`; person search: the scene images
+    with at least one box; re-id: every crop)."""
+    from .trainers import get_trainer_class  # the trainers import this module's package
 
-        total = len(get_person_search_train_dicts(cfg.DATASETS.TRAIN)[0])
-    else:
-        total = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
+    total = get_trainer_class(cfg).count_training_images(cfg)
     if total == 0:
         raise ValueError(f"DATASETS.TRAIN={list(cfg.DATASETS.TRAIN)} holds no training image")
     return total

@@ -1,20 +1,30 @@
-"""The training engine shared by person search and re-id (``cfg.TASK``).
+"""The training engine shared by person search and re-id: :class:`Trainer`.
 
-:class:`Trainer` is Detectron2's ``DefaultTrainer`` with the library's data loaders and
-evaluators, SGD/Adam/AdamW, and checkpoints that make ``--resume`` exact. Detectron2 v0.6 saves
-only the iteration and hook states and restarts the data stream, so a resumed run differs from
-an uninterrupted one. Here a checkpoint also holds the inner trainer's state (optimizer, AMP
-grad scaler), the seed of the training index stream and, in single-process runs, the random
-number generator states (Python, numpy, torch, CUDA); on resume the person-search loader
-continues the stream at the checkpoint's iteration.
+:class:`Trainer` is Detectron2's ``DefaultTrainer`` with SGD/Adam/AdamW, evaluators chosen by
+the test dataset, ImageNet weights at a fresh start, and checkpoints that make ``--resume``
+exact. It keeps Detectron2's contract: a project overrides ``build_model(cls, cfg)``,
+``build_train_loader(cls, cfg)``, ``build_test_loader(cls, cfg, dataset_name)``,
+``build_evaluator(cls, cfg, dataset_name, output_folder=None)``, ``build_optimizer``,
+``build_lr_scheduler`` and ``build_hooks`` exactly as in Detectron2's projects. The task's
+data loaders are those of its subclass, one per task (:mod:`.trainers`:
+``PersonSearchTrainer``, ``ReIDTrainer``).
 
-A person-search run resumed from a checkpoint then ends with the weights of the uninterrupted
-run, bit for bit, when: one process, ``DATALOADER.NUM_WORKERS: 0`` (workers restart their
-augmentation RNG), aspect-ratio grouping holds no image back (see
+Detectron2 v0.6 saves only the iteration and hook states and restarts the data stream, so a
+resumed run differs from an uninterrupted one. Here a checkpoint also holds the inner
+trainer's state (optimizer, AMP grad scaler), the seed of the training index stream and, in
+single-process runs, the random number generator states (Python, numpy, torch, CUDA). The
+stream's position reaches the loader through the config it is built with:
+``DATALOADER.SEED`` (the seed, fixed by the Trainer before the first loader is built) and
+``DATALOADER.START_ITER`` (the first iteration served: the checkpoint's on resume), so an
+overriding ``build_train_loader(cls, cfg)`` that calls the library's loader builders resumes
+exactly too.
+
+A run resumed from a checkpoint then ends with the weights of the uninterrupted run, bit for
+bit, when: one process, ``DATALOADER.NUM_WORKERS: 0`` (workers restart their augmentation
+RNG), aspect-ratio grouping holds no image back (see
 :func:`~person_search.data.build.build_person_search_train_loader`) and the kernels are
 deterministic (CPU; on CUDA some are not). Otherwise it still continues at the same iteration,
-learning-rate schedule, optimizer state and data position. Re-id runs restart their P x K
-stream (a warning says so).
+learning-rate schedule, optimizer state and data position.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import weakref
 
 import numpy as np
 import torch
+from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.engine.defaults import create_ddp_model
@@ -37,18 +48,22 @@ from ..modeling.pretrained import load_pretrained_backbone
 from .checkpoint import PersonSearchCheckpointer
 from .optimizer import build_optimizer
 
-__all__ = ["TASKS", "Trainer"]
+__all__ = ["Trainer", "data_stream_config"]
 
 logger = logging.getLogger(__name__)
 
-# Supported values of cfg.TASK.
-TASKS = ("person_search", "reid")
 
-
-def _check_task(cfg) -> str:
-    if cfg.TASK not in TASKS:
-        raise ValueError(f"TASK={cfg.TASK!r} is not one of {TASKS}")
-    return cfg.TASK
+def data_stream_config(cfg: CfgNode, seed: int, start_iter: int) -> CfgNode:
+    """A copy of ``cfg`` whose training data stream starts at iteration ``start_iter`` of the
+    stream of ``seed`` (``DATALOADER.SEED`` / ``DATALOADER.START_ITER``); frozen if ``cfg``
+    is."""
+    out = cfg.clone()
+    out.defrost()
+    out.DATALOADER.SEED = int(seed)
+    out.DATALOADER.START_ITER = int(start_iter)
+    if cfg.is_frozen():
+        out.freeze()
+    return out
 
 
 def _rng_state() -> dict:
@@ -75,24 +90,30 @@ def _set_rng_state(state: dict) -> None:
 
 
 class Trainer(DefaultTrainer):
-    """``DefaultTrainer`` for every task of the library.
+    """``DefaultTrainer`` shared by every task of the library (see the module docstring).
 
-    * data: ``cfg.TASK`` "person_search" -> :mod:`person_search.data` scene loaders,
-      "reid" -> re-id loaders;
+    * data: ``build_train_loader(cls, cfg)`` / ``build_test_loader(cls, cfg, dataset_name)`` of
+      the task's subclass (:class:`~.trainers.PersonSearchTrainer`,
+      :class:`~.trainers.ReIDTrainer`); this class has none;
     * evaluation: by the test dataset's ``evaluator_type`` ("person_search" or "reid");
     * optimizer: ``SOLVER.OPTIMIZER`` (SGD, Adam, AdamW); schedules from Detectron2
       (``SOLVER.LR_SCHEDULER_NAME``); AMP with ``SOLVER.AMP.ENABLED`` (CUDA only);
     * checkpoints: :class:`PersonSearchCheckpointer`, with optimizer, grad-scaler, data-stream
-      and RNG state (see the module docstring);
+      and RNG state;
     * initial weights (:meth:`resume_or_load`): ``MODEL.BACKBONE.PRETRAINED_FILE``, then
-      ``MODEL.WEIGHTS``; with ``--resume``, the last checkpoint of ``OUTPUT_DIR``.
+      ``MODEL.WEIGHTS``; with ``--resume``, the last checkpoint of ``OUTPUT_DIR``;
+    * distributed training also on CPU processes (gloo): the model is wrapped in DDP without
+      ``device_ids`` there.
+
+    ``__init__`` follows Detectron2's (same builders, same order), but builds this library's
+    checkpointer, fixes the data stream's seed before the loader is built, and wraps CPU
+    models for DDP correctly (Detectron2 v0.6 passes CUDA ``device_ids``).
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: CfgNode):
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
-        _check_task(cfg)
         if cfg.SOLVER.SCHEDULE_UNIT != "iter":
             raise ValueError(
                 f"SOLVER.SCHEDULE_UNIT={cfg.SOLVER.SCHEDULE_UNIT!r}: convert the schedule with "
@@ -105,15 +126,13 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         # Seed of the training index stream, saved in checkpoints so that a resumed run
-        # continues the same stream. Person search draws it where Detectron2's TrainingSampler
-        # does; re-id takes SEED when set (>= 0), else draws it the same way.
-        if cfg.TASK == "reid" and cfg.SEED >= 0:
-            self._data_seed = int(cfg.SEED)
-        else:
-            self._data_seed = int(comm.shared_random_seed())
+        # continues the same stream.
+        self._data_seed = self.data_stream_seed(cfg)
         self._rng_to_restore: dict | None = None
-        data_loader = self.build_train_loader(cfg, seed=self._data_seed)
-        model = create_ddp_model(model, broadcast_buffers=False)
+        data_loader = self.build_train_loader(data_stream_config(cfg, self._data_seed, 0))
+        on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+        ddp_kwargs = {"device_ids": None} if on_cpu else {}
+        model = create_ddp_model(model, broadcast_buffers=False, **ddp_kwargs)
         trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
 
@@ -125,6 +144,14 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def data_stream_seed(cls, cfg: CfgNode) -> int:
+        """Seed of the training index stream: ``DATALOADER.SEED`` when >= 0, else Detectron2's
+        random seed shared by all processes (after ``default_setup`` it follows ``SEED``)."""
+        if cfg.DATALOADER.SEED >= 0:
+            return int(cfg.DATALOADER.SEED)
+        return int(comm.shared_random_seed())
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -179,7 +206,9 @@ class Trainer(DefaultTrainer):
 
     def _continue_data_stream(self) -> None:
         """Replace the training loader by one starting at ``self.start_iter``."""
-        loader = self.build_train_loader(self.cfg, seed=self._data_seed, start_iter=self.start_iter)
+        loader = self.build_train_loader(
+            data_stream_config(self.cfg, self._data_seed, self.start_iter)
+        )
         self._trainer.data_loader = loader
         self._trainer._data_loader_iter = iter(loader)
         logger.info(f"Training data stream continued at iteration {self.start_iter}")
@@ -190,44 +219,34 @@ class Trainer(DefaultTrainer):
         return build_optimizer(cfg, model)
 
     @classmethod
-    def build_train_loader(cls, cfg, *, seed: int | None = None, start_iter: int = 0):
-        """The task's infinite training loader.
-
-        Args:
-            seed: seed of the index stream (None: person search, Detectron2's shared random
-                seed; re-id, ``SEED`` when >= 0, else that shared seed).
-            start_iter: first iteration served (see
-                :func:`~person_search.data.build.build_person_search_train_loader` and
-                :func:`~person_search.data.reid_build.build_reid_train_loader`).
-        """
-        if _check_task(cfg) == "person_search":
-            from person_search.data import build_person_search_train_loader
-
-            return build_person_search_train_loader(cfg, seed=seed, start_iter=start_iter)
-        from person_search.data import build_reid_train_loader
-
-        return build_reid_train_loader(cfg, seed=seed, start_iter=start_iter)
+    def build_train_loader(cls, cfg):
+        """The task's infinite training loader (Detectron2's contract). ``cfg`` carries the
+        stream's position: ``DATALOADER.SEED`` and ``DATALOADER.START_ITER``."""
+        raise NotImplementedError(
+            f"{cls.__name__} has no training loader: use the trainer of the config's task, "
+            "person_search.engine.get_trainer_class(cfg) (PersonSearchTrainer, ReIDTrainer)"
+        )
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name: str):
-        if _check_task(cfg) == "person_search":
-            from person_search.data import build_person_search_test_loader
-
-            return build_person_search_test_loader(cfg, dataset_name)
-        from person_search.data import build_reid_test_loader
-
-        return build_reid_test_loader(cfg, dataset_name)
+        """The task's loader over a test dataset (Detectron2's contract)."""
+        raise NotImplementedError(
+            f"{cls.__name__} has no test loader: use the trainer of the config's task, "
+            "person_search.engine.get_trainer_class(cfg) (PersonSearchTrainer, ReIDTrainer)"
+        )
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name: str, output_dir: str | None = None):
-        """The evaluator named by ``MetadataCatalog.get(dataset_name).evaluator_type``."""
-        if output_dir is None:
-            output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    def build_evaluator(cls, cfg, dataset_name: str, output_folder: str | None = None):
+        """The evaluator named by ``MetadataCatalog.get(dataset_name).evaluator_type``
+        (``output_folder``: where the person-search evaluator saves its results, default
+        ``OUTPUT_DIR/inference/<dataset_name>``)."""
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
         if evaluator_type == "person_search":
             from person_search.evaluation import PersonSearchEvaluator
 
-            return PersonSearchEvaluator(cfg, dataset_name, output_dir)
+            return PersonSearchEvaluator(cfg, dataset_name, output_folder)
         if evaluator_type == "reid":
             from person_search.evaluation import ReIDEvaluator
 

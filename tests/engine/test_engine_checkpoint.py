@@ -16,7 +16,7 @@ from engine_testutils import REPO_ROOT
 from person_search.engine import (
     CheckpointMismatchError,
     PersonSearchCheckpointer,
-    Trainer,
+    PersonSearchTrainer,
     UntrustedCheckpointError,
     load_config,
 )
@@ -185,7 +185,7 @@ def test_trainer_loads_imagenet_weights_at_a_fresh_start_only(tiny_cfg, tmp_path
     )
     tiny_cfg.MODEL.BACKBONE.PRETRAINED_FILE = path
     tiny_cfg.MODEL.BACKBONE.PRETRAINED_FORMAT = "converted"
-    trainer = Trainer(tiny_cfg)
+    trainer = PersonSearchTrainer(tiny_cfg)
     assert _trunk_and_head(trainer.model).keys() == source.keys()
     assert not torch.equal(
         trainer.model.backbone.stem.conv1.weight, source["backbone.stem.conv1.weight"]
@@ -197,10 +197,10 @@ def test_trainer_loads_imagenet_weights_at_a_fresh_start_only(tiny_cfg, tmp_path
     trainer.iter = 4
     trainer.checkpointer.save("model_0000004", iteration=4)
     os.remove(path)
-    resumed = Trainer(tiny_cfg)
+    resumed = PersonSearchTrainer(tiny_cfg)
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == 5
     # A fresh start needs it: the error names it.
     tiny_cfg.OUTPUT_DIR = str(tmp_path / "fresh")
     with pytest.raises(FileNotFoundError, match="imagenet_converted.pth"):
-        Trainer(tiny_cfg).resume_or_load(resume=True)
+        PersonSearchTrainer(tiny_cfg).resume_or_load(resume=True)

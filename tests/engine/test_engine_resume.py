@@ -29,7 +29,7 @@ from torch import nn
 
 from person_search.data import build_person_search_train_loader
 from person_search.data.samplers import ResumableTrainingSampler
-from person_search.engine import PersonSearchCheckpointer, Trainer
+from person_search.engine import PersonSearchCheckpointer, PersonSearchTrainer, data_stream_config
 
 
 # ------------------------------------------------------------------------------ data stream
@@ -48,12 +48,14 @@ def _file_names(batch: list[dict]) -> list[str]:
 
 
 def test_loader_started_at_an_iteration_serves_the_next_batches(tiny_cfg):
-    full = iter(build_person_search_train_loader(tiny_cfg, seed=5))
+    # The stream's position comes with the config (DATALOADER.SEED / START_ITER), as the
+    # Trainer passes it to build_train_loader(cls, cfg).
+    full = iter(build_person_search_train_loader(data_stream_config(tiny_cfg, 5, 0)))
     batches = [_file_names(next(full)) for _ in range(5)]
     assert len({name for batch in batches for name in batch}) == 6  # all 6 frames visited
     torch.manual_seed(0)
     rng_before = torch.get_rng_state()
-    resumed = iter(build_person_search_train_loader(tiny_cfg, seed=5, start_iter=3))
+    resumed = iter(build_person_search_train_loader(data_stream_config(tiny_cfg, 5, 3)))
     assert [_file_names(next(resumed)) for _ in range(2)] == batches[3:]
     # Creating and reading the loader leaves the global torch RNG (the model's) untouched.
     assert torch.equal(torch.get_rng_state(), rng_before)
@@ -163,7 +165,7 @@ def test_failed_save_leaves_no_file_and_keeps_the_tag(tmp_path, monkeypatch):
 def test_resume_without_checkpoint_starts_from_scratch(tiny_cfg):
     tiny_cfg.SOLVER.MAX_ITER = 2
     tiny_cfg.SOLVER.CHECKPOINT_PERIOD = 100
-    trainer = Trainer(tiny_cfg)
+    trainer = PersonSearchTrainer(tiny_cfg)
     initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.resume_or_load(resume=True)  # OUTPUT_DIR holds no checkpoint
     assert trainer.start_iter == 0

@@ -24,7 +24,7 @@ from torch import nn
 
 from person_search.config import get_cfg
 from person_search.engine import (
-    Trainer,
+    PersonSearchTrainer,
     build_optimizer,
     count_training_images,
     load_config,
@@ -125,7 +125,7 @@ def test_setup_converts_epochs_with_the_training_set_size(tiny_cfg, tmp_path):
     unconverted = tiny_cfg.clone()
     unconverted.SOLVER.SCHEDULE_UNIT = "epoch"
     with pytest.raises(ValueError, match="resolve_schedule"):
-        Trainer(unconverted)
+        PersonSearchTrainer(unconverted)
 
 
 # ----------------------------------------------------------------------------- optimizers
@@ -175,7 +175,7 @@ def test_adam_selected_and_its_first_step_by_hand():
     cfg = _optimizer_cfg("Adam")
     cfg.SOLVER.WEIGHT_DECAY = 0.0
     cfg.SOLVER.ADAM_BETAS = (0.8, 0.99)
-    optimizer = Trainer.build_optimizer(cfg, model)
+    optimizer = PersonSearchTrainer.build_optimizer(cfg, model)
     assert type(optimizer).__name__ == "Adam" and optimizer.defaults["betas"] == (0.8, 0.99)
     # First Adam step: bias-corrected m / sqrt(v) = g / |g|, so the step is -lr * sign(g).
     delta = _one_step(optimizer, model, [0.5, -2.0])
@@ -197,7 +197,7 @@ def test_amp_without_cuda_is_refused(tiny_cfg):
         pytest.skip("a CUDA device is present")
     tiny_cfg.SOLVER.AMP.ENABLED = True
     with pytest.raises(ValueError, match="SOLVER.AMP.ENABLED"):
-        Trainer(tiny_cfg)
+        PersonSearchTrainer(tiny_cfg)
 
 
 # ------------------------------------------------------------------ runs of the real CLI

@@ -18,7 +18,7 @@ from detectron2.structures import Boxes
 from ps_baselines_testutils import single_thread  # noqa: F401  (fixture)
 
 from person_search.engine import load_config
-from person_search.engine.trainer import TASKS
+from person_search.engine import TASKS
 from person_search.modeling.pretrained import (
     convert_state_dict,
     find_head_stages,

@@ -1,4 +1,4 @@
-"""tools/demo.py, tools/demo_reid.py and their shared library (person_search.utils.demo)."""
+"""tools/demo.py, tools/demo_reid.py and their shared library (person_search.engine.demo)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 from tools_testutils import REPO, TINY_CUHK_SIZES
 
-from person_search.utils.demo import (
+from person_search.engine.demo import (
     before_after_table,
     demo_config,
     ensure_toy_dataset,

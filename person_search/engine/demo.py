@@ -2,8 +2,9 @@
 untrained-versus-trained flow, the side-by-side table and the atomically written report.
 
 A demo generates a toy dataset under ``OUTPUT/data`` (once; seeded), points
-``$DETECTRON2_DATASETS`` at it, builds the :class:`~person_search.engine.Trainer` of a config,
-evaluates the model as initialised, trains it, evaluates it again, and reports both.
+``$DETECTRON2_DATASETS`` at it, builds the trainer of a config's task
+(:func:`~person_search.engine.get_trainer_class`), evaluates the model as initialised, trains
+it, evaluates it again, and reports both.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from detectron2.config import CfgNode
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from person_search.data.toy import make_toy_dataset
-from person_search.engine import Trainer, load_config, resolve_schedule
-from person_search.utils.file_io import atomic_write
+from ..data.toy import make_toy_dataset
+from ..utils.file_io import atomic_write
+from .defaults import load_config
+from .schedule import resolve_schedule
+from .trainers import get_trainer_class
 
 __all__ = [
     "DemoRun",
@@ -202,23 +205,25 @@ class DemoRun:
 def _evaluate(cfg: CfgNode, model: torch.nn.Module, output_dir: str) -> tuple[dict, float]:
     name = cfg.DATASETS.TEST[0]
     start = time.perf_counter()
-    evaluator = Trainer.build_evaluator(cfg, name, output_dir=output_dir)
-    results = Trainer.test(cfg, model, evaluators=[evaluator])
+    trainer_cls = get_trainer_class(cfg)
+    evaluator = trainer_cls.build_evaluator(cfg, name, output_folder=output_dir)
+    results = trainer_cls.test(cfg, model, evaluators=[evaluator])
     return results, time.perf_counter() - start
 
 
 def train_before_after(cfg: CfgNode) -> DemoRun:
-    """Seed every RNG with ``cfg.SEED``, build the Trainer, evaluate the initialised model,
-    train, evaluate again. The two evaluations see the very same initial weights (the
-    trainer's model), and the random number generators are restored after the untrained one,
-    so training is the run ``tools/train_net.py`` would do with the same config and seed.
+    """Seed every RNG with ``cfg.SEED``, build the trainer of the config's task, evaluate the
+    initialised model, train, evaluate again. The two evaluations see the very same initial
+    weights (the trainer's model), and the random number generators are restored after the
+    untrained one, so training is the run ``tools/train_net.py`` would do with the same config
+    and seed.
 
     The trained model is evaluated by the trainer's own end-of-training evaluation (Detectron2's
     ``EvalHook`` always runs one) when that happened, else here.
     """
     name = cfg.DATASETS.TEST[0]
     seed_all_rng(cfg.SEED)
-    trainer = Trainer(cfg)
+    trainer = get_trainer_class(cfg)(cfg)
     trainer.resume_or_load(resume=False)
     # The test loader draws a seed from torch's RNG: restore every RNG after the untrained
     # evaluation, so that training sees the random numbers it would see without it.
