@@ -20,8 +20,6 @@ import sys
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
 # isort: split
-from person_search.evaluation.person_search_evaluator import RESULTS_FILE
-from person_search.evaluation.saved_results import load_search_results
 from person_search.engine.demo import (
     before_after_table,
     demo_argument_parser,
@@ -30,6 +28,8 @@ from person_search.engine.demo import (
     train_before_after,
     write_report,
 )
+from person_search.evaluation.person_search_evaluator import RESULTS_FILE
+from person_search.evaluation.saved_results import load_search_results
 from person_search.utils.search_visualizer import dataset_image_paths, visualize_saved_results
 
 _DEFAULT_CONFIG = os.path.join(

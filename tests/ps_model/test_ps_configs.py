@@ -17,8 +17,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.structures import Boxes
 from ps_baselines_testutils import single_thread  # noqa: F401  (fixture)
 
-from person_search.engine import load_config
-from person_search.engine import TASKS
+from person_search.engine import TASKS, load_config
 from person_search.modeling.pretrained import (
     convert_state_dict,
     find_head_stages,
