@@ -11,7 +11,8 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes
 
-from .build import MAPPER_REGISTRY
+from .build import ITERATION_KEY, MAPPER_REGISTRY
+from .occlusion import MGRO
 
 __all__ = ["PersonSearchDatasetMapper"]
 
@@ -24,9 +25,14 @@ class PersonSearchDatasetMapper:
     original size), ``image_id``, ``file_name``, ``camera_id`` and:
 
     * training: ``instances`` with ``gt_boxes`` (Boxes (N, 4), resized image coordinates),
-      ``gt_classes`` (N,) int64 zeros, ``gt_pids`` (N,) int64 (-1 unlabelled) and ``gt_masks``
-      when masks are on and every annotation has a ``segmentation``; boxes left empty by the
-      augmentation are dropped together with their pid.
+      ``gt_classes`` (N,) int64 zeros, ``gt_pids`` (N,) int64 (-1 unlabelled); with masks on,
+      ``gt_masks`` for every person and ``gt_has_mask`` (N,) bool: a person whose annotation
+      has no (or an empty) ``segmentation`` gets an empty placeholder mask (no polygon / an
+      all-zero bitmask) and ``gt_has_mask`` False, and no loss reads it. Boxes left empty by
+      the augmentation are dropped together with their pid and mask. With MGRO on
+      (``INPUT.MGRO``), also ``occluded_images`` (L, C, H, W) uint8: copies of ``image`` with
+      random cells of every person box covered, seeded by ``(SEED, train_iteration,
+      image_id)``.
     * test scene images: ``annotations`` unchanged (original coordinates, for evaluation).
     * query dicts: ``query_boxes`` (Boxes (1, 4), in the resized image's coordinates),
       ``query_index`` and ``person_id``.
@@ -41,20 +47,25 @@ class PersonSearchDatasetMapper:
         image_format: str,
         use_instance_mask: bool = False,
         instance_mask_format: str = "polygon",
+        mgro: MGRO | None = None,
     ):
         """
         Args:
             is_train: training mode (builds ``instances``) or test mode.
             augmentations: applied to image and boxes (e.g. ResizeShortestEdge, RandomFlip).
             image_format: ``read_image`` format, e.g. "BGR" or "RGB".
-            use_instance_mask: put ``gt_masks`` in training instances (needs ``segmentation``).
+            use_instance_mask: put ``gt_masks`` and ``gt_has_mask`` in training instances.
             instance_mask_format: "polygon" or "bitmask".
+            mgro: training only: make MGRO's occluded copies (``occluded_images``); None = off.
         """
+        if instance_mask_format not in ("polygon", "bitmask"):
+            raise ValueError(f"INPUT.MASK_FORMAT={instance_mask_format!r}: 'polygon' or 'bitmask'")
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
         self.use_instance_mask = use_instance_mask
         self.instance_mask_format = instance_mask_format
+        self.mgro = mgro if is_train else None
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> dict:
@@ -64,6 +75,7 @@ class PersonSearchDatasetMapper:
             "image_format": cfg.INPUT.FORMAT,
             "use_instance_mask": cfg.MODEL.MASK_ON,
             "instance_mask_format": cfg.INPUT.MASK_FORMAT,
+            "mgro": MGRO.from_config(cfg) if is_train and cfg.INPUT.MGRO.ENABLED else None,
         }
 
     def _read(self, dataset_dict: dict) -> np.ndarray:
@@ -99,24 +111,56 @@ class PersonSearchDatasetMapper:
             utils.transform_instance_annotations(_float_box(a), transforms, image_shape)
             for a in dataset_dict.pop("annotations", ())
         ]
-        with_segm = [("segmentation" in a) for a in annos]
-        use_masks = self.use_instance_mask and annos and all(with_segm)
-        if self.use_instance_mask and any(with_segm) and not all(with_segm):
-            raise ValueError(
-                f"{dataset_dict['file_name']}: some annotations have a 'segmentation' and some "
-                "do not; masks need one for every box"
-            )
-        if not use_masks:
-            for a in annos:
+        has_mask = [_has_segmentation(a) for a in annos]
+        for a, with_mask in zip(annos, has_mask):
+            if not self.use_instance_mask:
                 a.pop("segmentation", None)
+            elif not with_mask:
+                a["segmentation"] = self._placeholder_mask(image_shape)
         instances = utils.annotations_to_instances(
             annos, image_shape, mask_format=self.instance_mask_format
         )
         instances.gt_pids = torch.as_tensor(
             [a["person_id"] for a in annos], dtype=torch.int64
         ).reshape(-1)
-        dataset_dict["instances"] = utils.filter_empty_instances(instances)
+        if self.use_instance_mask:
+            instances.gt_has_mask = torch.as_tensor(has_mask, dtype=torch.bool).reshape(-1)
+        # By box only: the placeholder masks are empty on purpose.
+        instances = utils.filter_empty_instances(instances, by_mask=False)
+        dataset_dict["instances"] = instances
+        if self.mgro is not None:
+            dataset_dict["occluded_images"] = self._occluded_images(dataset_dict, image, instances)
         return dataset_dict
+
+    def _placeholder_mask(self, image_shape: tuple[int, int]) -> list | np.ndarray:
+        """The empty mask of a person without one: no polygon, or an all-zero bitmask."""
+        if self.instance_mask_format == "polygon":
+            return []
+        return np.zeros(image_shape, dtype=np.uint8)
+
+    def _occluded_images(self, dataset_dict: dict, image: np.ndarray, instances) -> torch.Tensor:
+        """MGRO's (L, C, H, W) copies of the augmented (H, W, C) ``image``."""
+        if ITERATION_KEY not in dataset_dict:
+            raise KeyError(
+                f"{dataset_dict['file_name']}: INPUT.MGRO seeds its occlusions with the "
+                f"training iteration ({ITERATION_KEY!r}), which the dict lacks: build the loader "
+                "with person_search.data.build_person_search_train_loader"
+            )
+        copies = self.mgro.copies(
+            image,
+            instances.gt_boxes.tensor.numpy(),
+            dataset_dict[ITERATION_KEY],
+            dataset_dict.get("image_id", dataset_dict["file_name"]),
+        )
+        return torch.as_tensor(np.ascontiguousarray(copies.transpose(0, 3, 1, 2)))
+
+
+def _has_segmentation(annotation: dict) -> bool:
+    """Whether an annotation has a mask: a ``segmentation`` that is not an empty polygon list."""
+    segmentation = annotation.get("segmentation")
+    if segmentation is None:
+        return False
+    return len(segmentation) > 0 if isinstance(segmentation, list) else True
 
 
 def _float_box(annotation: dict) -> dict:

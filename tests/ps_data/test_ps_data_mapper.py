@@ -79,13 +79,18 @@ def test_train_masks(image_dict):
         x1, y1, x2, y2 = a["bbox"]
         a["segmentation"] = [[x1, y1, x2, y1, x2, y2, x1, y2]]
     inst = _mapper(True, flip=True, use_instance_mask=True)(image_dict)["instances"]
-    assert len(inst.gt_masks) == 2
+    assert len(inst.gt_masks) == 2 and inst.gt_has_mask.tolist() == [True, True]
     np.testing.assert_allclose(inst.gt_masks.polygons[0][0], [100, 10, 80, 10, 80, 50, 100, 50])
+    # Partial masks: the person without one gets an empty placeholder and gt_has_mask False
+    # (the mask loss never reads it); the other keeps its flipped polygon.
     image_dict["annotations"][0].pop("segmentation")
-    with pytest.raises(ValueError, match="s1.jpg: some annotations have a 'segmentation'"):
-        _mapper(True, flip=False, use_instance_mask=True)(image_dict)
+    inst = _mapper(True, flip=True, use_instance_mask=True)(image_dict)["instances"]
+    assert inst.gt_pids.tolist() == [3, -1] and inst.gt_has_mask.tolist() == [False, True]
+    assert inst.gt_masks.polygons[0] == []
+    np.testing.assert_allclose(inst.gt_masks.polygons[1][0], [60, 20, 20, 20, 20, 70, 60, 70])
     # Masks off: segmentations ignored.
-    assert not _mapper(True, flip=False)(image_dict)["instances"].has("gt_masks")
+    inst = _mapper(True, flip=False)(image_dict)["instances"]
+    assert not inst.has("gt_masks") and not inst.has("gt_has_mask")
 
 
 def test_query_box_resized(image_dict):
