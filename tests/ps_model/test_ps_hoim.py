@@ -173,3 +173,14 @@ def test_hoim_model_train_steps_and_inference():
     train_step(model, training_inputs(1))
     assert params_without_grad(heads.embedding_head, nonzero=True) == []
     check_inference_contract(model, cfg.MODEL.PERSON_SEARCH.EMBEDDING_DIM)
+
+
+def test_hoim_heads_need_a_loss_with_person_scores():
+    cfg = toy_cfg(CONFIG)
+    assert cfg.MODEL.PERSON_SEARCH.REID_LOSS == "HOIMLoss"
+    cfg.MODEL.PERSON_SEARCH.REID_LOSS = "OIMLoss"
+    with pytest.raises(TypeError, match='MODEL.PERSON_SEARCH.REID_LOSS to "HOIMLoss"'):
+        build_model(cfg)
+    # The HOIM loss' logits are the scaled similarities to [LUT; queue; buffer].
+    logits = _tiny_loss().logits(torch.tensor([[0.6, 0.8]]))
+    torch.testing.assert_close(logits, torch.tensor([_memory_dots((0.6, 0.8))]))
