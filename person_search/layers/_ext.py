@@ -12,7 +12,7 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["built_with_cuda", "built_with_openmp", "load_extension", "ops"]
+__all__ = ["built_with_cuda", "built_with_openmp", "load_extension", "ops", "registered_ops"]
 
 _EXTENSION = "person_search._C"
 _BUILD_HINT = (
@@ -58,6 +58,19 @@ def ops() -> torch._ops._OpNamespace:
     """``torch.ops.person_search`` after making sure the extension is loaded."""
     load_extension()
     return torch.ops.person_search
+
+
+def registered_ops() -> list[str]:
+    """Names of the ops the extension registers (``torch.ops.person_search.<name>``), sorted;
+    loads the extension first (``torch.ops.person_search`` lists nothing before, as the
+    extension loads lazily)."""
+    load_extension()
+    prefix = "person_search::"
+    return sorted(
+        name[len(prefix) :]
+        for name in torch._C._dispatch_get_all_op_names()
+        if name.startswith(prefix)
+    )
 
 
 def _register_fake_kernels() -> None:

@@ -2,7 +2,10 @@
 kernels registered per dispatch key, and the CUDA kernels present when built with CUDA."""
 
 import os
+import re
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ from person_search.layers import (
     built_with_openmp,
     load_extension,
     multi_granularity_occlusion,
+    registered_ops,
     roi_align,
 )
 
@@ -36,6 +40,19 @@ def test_ops_listed_with_cpu_and_meta_kernels():
         assert _has_kernel(op, "Meta"), op
     # the occlusion op is not differentiable and has an Autograd kernel saying so
     assert _has_kernel("multi_granularity_occlusion", "Autograd")
+    assert registered_ops() == sorted(OPS)
+
+
+def test_readme_check_command_prints_the_registered_ops():
+    repo = Path(__file__).resolve().parents[2]
+    readme = (repo / "README.md").read_text()
+    found = re.search(r'\.venv/bin/python -c "(import person_search\.layers[^"]*)"', readme)
+    assert found, "README.md has no check command printing the registered ops"
+    proc = subprocess.run(
+        [sys.executable, "-c", found.group(1)], capture_output=True, text=True, cwd=repo
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert all(f"'{op}'" in proc.stdout for op in OPS), proc.stdout
 
 
 def test_cuda_kernels_registered_iff_built_with_cuda():
