@@ -1,6 +1,6 @@
 # person_search: set-up, tests and demos. Every target installs what it needs first.
 #   make install    create .venv and install everything (idempotent)
-#   make test       ruff + the whole pytest suite (what CI runs)
+#   make test       ruff + the whole pytest suite, 20 slowest tests listed (what CI runs)
 #   make test-fast  ruff + pytest without the slow end-to-end tests
 #   make demo       person-search demo on the toy dataset (CPU, a few minutes)
 #   make demo-reid  re-id demo on the toy re-id dataset (CPU, a few minutes)
@@ -44,10 +44,10 @@ format: install
 	$(PY) -m ruff check --fix .
 
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=20 tests
 
 test-fast: lint
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q --durations=20 -m "not slow" tests
 
 demo: install
 	$(PY) tools/demo.py --output output/demo
