@@ -128,9 +128,16 @@ def convert_torchvision_resnet(sd: dict[str, torch.Tensor]) -> PretrainedParts:
                 trunk[f"res{layer + 1}.{name}"] = value
         else:
             unknown.append(key)
+    return _parts(trunk, head, unknown, "torchvision ResNet")
+
+
+def _parts(
+    trunk: dict[str, torch.Tensor], head: dict[str, torch.Tensor], unknown: list[str], source: str
+) -> PretrainedParts:
+    """The converted parts, or an error naming ``source`` and the keys it did not expect."""
     if unknown:
         raise PretrainedMismatchError(
-            f"not a torchvision ResNet state dict: unknown keys {unknown[:_MAX_LISTED]}"
+            f"not a {source} state dict: unknown keys {unknown[:_MAX_LISTED]}"
         )
     return PretrainedParts(trunk=trunk, head_stage=head)
 
@@ -158,11 +165,7 @@ def _split_by_prefix(
             trunk[key] = value
         else:
             unknown.append(key)
-    if unknown:
-        raise PretrainedMismatchError(
-            f"not a {source} state dict: unknown keys {unknown[:_MAX_LISTED]}"
-        )
-    return PretrainedParts(trunk=trunk, head_stage=head)
+    return _parts(trunk, head, unknown, source)
 
 
 def convert_timm_convnext(sd: dict[str, torch.Tensor]) -> PretrainedParts:

@@ -5,6 +5,7 @@ box regressor and its loss, sampling of boxes against ground truth, person ids o
 from __future__ import annotations
 
 import torch
+from detectron2.config import configurable
 from detectron2.modeling.box_regression import Box2BoxTransform, _dense_box_regression_loss
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.sampling import subsample_labels
@@ -41,12 +42,32 @@ def pool_roi_maps(x: torch.Tensor, how: str) -> torch.Tensor:
 
 
 class BoxRegressor(nn.Module):
-    """Class-agnostic box deltas of pooled RoI vectors: Linear(C, 4) (+ BatchNorm1d "BN neck").
+    """Class-agnostic box deltas of pooled RoI vectors: Linear(C, 4) (+ BatchNorm1d "BN neck"),
+    and their regression loss.
 
-    forward: (M, C) -> (M, 4) deltas for ``Box2BoxTransform``.
+    forward: (M, C) -> (M, 4) deltas for ``box2box_transform``.
     """
 
-    def __init__(self, in_channels: int, bn_neck: bool):
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        bn_neck: bool,
+        box2box_transform: Box2BoxTransform,
+        loss_type: str = "smooth_l1",
+        smooth_l1_beta: float = 0.0,
+        loss_weight: float = 1.0,
+    ):
+        """
+        Args:
+            in_channels: C.
+            bn_neck: BatchNorm1d after the linear layer (SeqNet's "BN neck").
+            box2box_transform: the delta encoding (``MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS``).
+            loss_type, smooth_l1_beta: ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE`` and
+                ``SMOOTH_L1_BETA``.
+            loss_weight: multiplier of :meth:`losses`.
+        """
         super().__init__()
         self.linear = nn.Linear(in_channels, BOX_DIM)
         nn.init.normal_(self.linear.weight, std=_REG_INIT_STD)
@@ -55,11 +76,41 @@ class BoxRegressor(nn.Module):
         if bn_neck:
             nn.init.normal_(self.norm.weight, std=_REG_INIT_STD)
             nn.init.zeros_(self.norm.bias)
+        self.box2box_transform = box2box_transform
+        self.loss_type = loss_type
+        self.smooth_l1_beta = smooth_l1_beta
+        self.loss_weight = loss_weight
+
+    @classmethod
+    def from_config(cls, cfg, in_channels: int, bn_neck: bool, loss_weight: float):
+        box_head = cfg.MODEL.ROI_BOX_HEAD
+        return {
+            "in_channels": in_channels,
+            "bn_neck": bn_neck,
+            "box2box_transform": Box2BoxTransform(weights=box_head.BBOX_REG_WEIGHTS),
+            "loss_type": box_head.BBOX_REG_LOSS_TYPE,
+            "smooth_l1_beta": box_head.SMOOTH_L1_BETA,
+            "loss_weight": loss_weight,
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] == 0:
             return x.new_zeros((0, BOX_DIM))
         return self.norm(self.linear(x))
+
+    def losses(
+        self, deltas: torch.Tensor, sampled: list[Instances], num_classes: int
+    ) -> torch.Tensor:
+        """``loss_weight`` x :func:`class_agnostic_box_loss` of (R, 4) ``deltas`` predicted for
+        the sampled RoIs."""
+        return self.loss_weight * class_agnostic_box_loss(
+            self.box2box_transform,
+            sampled,
+            deltas,
+            num_classes,
+            loss_type=self.loss_type,
+            smooth_l1_beta=self.smooth_l1_beta,
+        )
 
 
 def box_regression_loss(

@@ -20,12 +20,11 @@ import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
-from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import Instances
 from torch import nn
 
-from .box_utils import BoxRegressor, class_agnostic_box_loss
+from .box_utils import BoxRegressor
 from .oim_roi_heads import OIMROIHeads
 
 __all__ = ["HOIMROIHeads"]
@@ -39,23 +38,13 @@ class HOIMROIHeads(OIMROIHeads):
 
     @configurable
     def __init__(
-        self,
-        *,
-        box2box_transform: Box2BoxTransform,
-        box_reg_loss_type: str,
-        smooth_l1_beta: float,
-        box_reg_loss_weight: float,
-        test_score_thresh: float,
-        test_nms_thresh: float,
-        test_topk: int,
-        **kwargs,
+        self, *, test_score_thresh: float, test_nms_thresh: float, test_topk: int, **kwargs
     ):
         """
         Args:
-            box2box_transform: box delta encoding (weights ``ROI_BOX_HEAD.BBOX_REG_WEIGHTS``).
-            box_reg_loss_type, smooth_l1_beta, box_reg_loss_weight: box regression loss.
             test_score_thresh, test_nms_thresh, test_topk: inference filtering on p_f.
-            kwargs: :class:`OIMROIHeads` arguments (``reid_loss`` must have ``person_scores``).
+            kwargs: :class:`OIMROIHeads` arguments (``box_predictor`` a
+                :class:`~.box_utils.BoxRegressor`, ``reid_loss`` with ``person_scores``).
         """
         super().__init__(**kwargs)
         if not callable(getattr(self.reid_loss, "person_scores", None)):
@@ -64,10 +53,6 @@ class HOIMROIHeads(OIMROIHeads):
                 f"{type(self.reid_loss).__name__} lacks: set MODEL.PERSON_SEARCH.REID_LOSS to "
                 '"HOIMLoss" (or a loss deriving from it)'
             )
-        self.box2box_transform = box2box_transform
-        self.box_reg_loss_type = box_reg_loss_type
-        self.smooth_l1_beta = smooth_l1_beta
-        self.box_reg_loss_weight = box_reg_loss_weight
         self.test_score_thresh = test_score_thresh
         self.test_nms_thresh = test_nms_thresh
         self.test_topk = test_topk
@@ -75,12 +60,7 @@ class HOIMROIHeads(OIMROIHeads):
     @classmethod
     def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
         ret = super().from_config(cfg, input_shape)
-        box_head = cfg.MODEL.ROI_BOX_HEAD
         ret.update(
-            box2box_transform=Box2BoxTransform(weights=box_head.BBOX_REG_WEIGHTS),
-            box_reg_loss_type=box_head.BBOX_REG_LOSS_TYPE,
-            smooth_l1_beta=box_head.SMOOTH_L1_BETA,
-            box_reg_loss_weight=box_head.BBOX_REG_LOSS_WEIGHT,
             test_score_thresh=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
             test_nms_thresh=cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
             test_topk=cfg.TEST.DETECTIONS_PER_IMAGE,
@@ -89,8 +69,11 @@ class HOIMROIHeads(OIMROIHeads):
 
     @classmethod
     def build_box_predictor(cls, cfg, in_channels: int) -> nn.Module:
-        """Class-agnostic box regressor, no classifier (the HOIM loss is the classifier)."""
-        return BoxRegressor(in_channels, bn_neck=False)
+        """Class-agnostic box regressor, no classifier (the HOIM loss is the classifier); loss
+        weight ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT``."""
+        return BoxRegressor(
+            cfg, in_channels, bn_neck=False, loss_weight=cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT
+        )
 
     def forward_box(
         self, pooled: torch.Tensor, proposals: list[Instances]
@@ -102,18 +85,11 @@ class HOIMROIHeads(OIMROIHeads):
         Override for another box loss (IIDFC's IRR: SmoothL1 + CIoU)."""
         deltas = self.box_predictor(pooled)
         if self.training:
-            loss = class_agnostic_box_loss(
-                self.box2box_transform,
-                proposals,
-                deltas,
-                self.num_classes,
-                loss_type=self.box_reg_loss_type,
-                smooth_l1_beta=self.smooth_l1_beta,
-            )
-            return {"loss_box_reg": self.box_reg_loss_weight * loss}
+            return {"loss_box_reg": self.box_predictor.losses(deltas, proposals, self.num_classes)}
         counts = [len(p) for p in proposals]
         proposal_boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])
-        boxes = self.box2box_transform.apply_deltas(deltas, proposal_boxes).split(counts)
+        transform = self.box_predictor.box2box_transform
+        boxes = transform.apply_deltas(deltas, proposal_boxes).split(counts)
         p_f = self.reid_loss.person_scores(self.embedding_head(pooled))
         scores = torch.stack([p_f, 1.0 - p_f], dim=1).split(counts)  # (person, background)
         return fast_rcnn_inference(

@@ -44,7 +44,14 @@ from ..losses.build import build_reid_loss
 from .box_utils import proposal_person_ids
 from .embedding_head import EmbeddingHead
 
-__all__ = ["OIMROIHeads", "resolve_num_person_ids"]
+__all__ = ["Extra", "FeatureMaps", "OIMROIHeads", "PerImage", "resolve_num_person_ids"]
+
+# Backbone maps by name, each (B, C, H, W).
+FeatureMaps = dict[str, torch.Tensor]
+# What PersonSearchRCNN.extract_features returns beside the backbone maps ({} by default).
+Extra = dict[str, Any]
+# One Instances per image of the batch (proposals, targets, detections).
+PerImage = list[Instances]
 
 
 def resolve_num_person_ids(cfg) -> int:
@@ -173,7 +180,7 @@ class OIMROIHeads(Res5ROIHeads):
         return EmbeddingHead(cfg, in_channels=head_channels)
 
     # ------------------------------------------------------------------------------- steps
-    def roi_features(self, features: dict[str, torch.Tensor], boxes: list[Boxes]) -> torch.Tensor:
+    def roi_features(self, features: FeatureMaps, boxes: list[Boxes]) -> torch.Tensor:
         """RoIAlign on the backbone map + the head stage (``res5``).
 
         Args:
@@ -188,7 +195,7 @@ class OIMROIHeads(Res5ROIHeads):
         return self._shared_roi_transform([features[f] for f in self.in_features], boxes)
 
     def transform_roi_features(
-        self, roi_features: Any, boxes: list[Boxes], extra_features: dict[str, Any]
+        self, roi_features: Any, boxes: list[Boxes], extra_features: Extra
     ) -> tuple[Any, dict[str, torch.Tensor]]:
         """Hook between the RoI features and everything that reads them (here the box, re-id
         and mask branches): the identity.
@@ -260,8 +267,8 @@ class OIMROIHeads(Res5ROIHeads):
         self,
         roi_features: torch.Tensor | None,
         instances: list[Instances],
-        features: dict[str, torch.Tensor] | None = None,
-        extra_features: dict[str, Any] | None = None,
+        features: FeatureMaps | None = None,
+        extra_features: Extra | None = None,
     ) -> dict[str, torch.Tensor] | list[Instances]:
         """Mask branch (``MODEL.MASK_ON``; without a mask head: ``{}`` / ``instances``).
 
@@ -292,51 +299,72 @@ class OIMROIHeads(Res5ROIHeads):
         return self.mask_head(x[torch.cat(with_mask)], selected)
 
     # ------------------------------------------------------------------------------ forward
+    def box_embeddings(
+        self, features: FeatureMaps, boxes: list[Boxes], extra_features: Extra
+    ) -> torch.Tensor:
+        """(M, D) float32 L2-normalised embeddings of B lists of boxes (M in total), no
+        detection: RoI features -> transform -> pool -> embedding head."""
+        x, _ = self.transform_roi_features(
+            self.roi_features(features, boxes), boxes, extra_features
+        )
+        return self.embedding_head(self.pool(x))
+
     def embed_boxes(
         self,
-        features: dict[str, torch.Tensor],
+        features: FeatureMaps,
         boxes: list[Boxes],
-        extra_features: dict[str, Any] | None = None,
+        extra_features: Extra | None = None,
     ) -> list[torch.Tensor]:
         """Embeddings of given boxes (no detection): per image an (n_i, D) float32 tensor."""
-        x, _ = self.transform_roi_features(
-            self.roi_features(features, boxes), boxes, extra_features or {}
-        )
-        embeddings = self.embedding_head(self.pool(x))
+        embeddings = self.box_embeddings(features, boxes, extra_features or {})
         return list(embeddings.split([len(b) for b in boxes]))
 
     def forward(
         self,
         images: ImageList,
-        features: dict[str, torch.Tensor],
+        features: FeatureMaps,
         proposals: list[Instances],
         targets: list[Instances] | None = None,
-        extra_features: dict[str, Any] | None = None,
+        extra_features: Extra | None = None,
     ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
-        """
-        Training: returns ``([], losses)``: the box losses, the re-id loss's, ``loss_mask``
-        (``MODEL.MASK_ON``) and those of :meth:`transform_roi_features`; ``targets`` need
-        ``gt_boxes``, ``gt_classes`` and ``gt_pids`` (and ``gt_masks`` with masks on).
-        Inference: returns per image ``Instances(pred_boxes, scores, pred_classes,
-        embeddings (K, D)[, pred_masks])`` in the resized image coordinates, and ``{}``.
-        """
+        """Detectron2's ``ROIHeads.forward``: training ``([], forward_train(...))``, inference
+        ``(forward_inference(...), {})``; ``extra_features`` default to {}."""
         del images
         extra_features = extra_features or {}
-        if self.training:
-            if targets is None:
-                raise ValueError(f"{type(self).__name__} needs targets in training")
-            proposals = self.label_and_sample_proposals(proposals, targets)
+        if not self.training:
+            return self.forward_inference(features, proposals, extra_features), {}
+        if targets is None:
+            raise ValueError(f"{type(self).__name__} needs targets in training")
+        return [], self.forward_train(features, proposals, targets, extra_features)
+
+    def forward_train(
+        self, features: FeatureMaps, proposals: PerImage, targets: PerImage, extra_features: Extra
+    ) -> dict[str, torch.Tensor]:
+        """Training losses: the box losses, the re-id loss's, ``loss_mask``
+        (``MODEL.MASK_ON``) and those of :meth:`transform_roi_features`. ``targets`` need
+        ``gt_boxes``, ``gt_classes`` and ``gt_pids`` (and ``gt_masks`` with masks on)."""
+        proposals = self.label_and_sample_proposals(proposals, targets)
         boxes = [p.proposal_boxes for p in proposals]
         roi_features, aux_losses = self.transform_roi_features(
             self.roi_features(features, boxes), boxes, extra_features
         )
         pooled = self.pool(roi_features)
-        if self.training:
-            losses = self.forward_box(pooled, proposals)
-            losses.update(self.forward_reid(pooled, proposals))
-            losses.update(self.forward_mask(roi_features, proposals))
-            losses.update(aux_losses)
-            return [], losses
+        losses = self.forward_box(pooled, proposals)
+        losses.update(self.forward_reid(pooled, proposals))
+        losses.update(self.forward_mask(roi_features, proposals))
+        losses.update(aux_losses)
+        return losses
+
+    def forward_inference(
+        self, features: FeatureMaps, proposals: PerImage, extra_features: Extra
+    ) -> PerImage:
+        """Per image ``Instances(pred_boxes, scores, pred_classes, embeddings (K, D)
+        [, pred_masks])`` in the resized image coordinates."""
+        boxes = [p.proposal_boxes for p in proposals]
+        roi_features, _ = self.transform_roi_features(
+            self.roi_features(features, boxes), boxes, extra_features
+        )
+        pooled = self.pool(roi_features)
         detections, kept = self.forward_box(pooled, proposals)
         detections = self.forward_reid(pooled, proposals, detections, kept)
-        return self.forward_mask(None, detections, features, extra_features), {}
+        return self.forward_mask(None, detections, features, extra_features)

@@ -38,20 +38,19 @@ from detectron2.layers import ShapeSpec, batched_nms
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import Boxes, Instances
 from torch import nn
 
 from .box_utils import (
     BOX_DIM,
     POOLINGS,
     BoxRegressor,
-    class_agnostic_box_loss,
     label_and_sample_boxes,
     pool_roi_maps,
     proposal_person_ids,
 )
 from .norm_aware_embedding import NormAwareEmbedding
-from .oim_roi_heads import OIMROIHeads
+from .oim_roi_heads import Extra, FeatureMaps, OIMROIHeads, PerImage
 
 __all__ = ["SeqNetROIHeads"]
 
@@ -82,13 +81,13 @@ class SeqNetROIHeads(OIMROIHeads):
         test_score_thresh: float,
         test_topk: int,
         loss_weight_cls_2nd: float = 1.0,
-        loss_weight_box_reg_2nd: float = 1.0,
         **kwargs,
     ):
         """
         Args:
             reid_res5: the second head's copy of the last backbone stage.
-            box_regressor_2nd: (M, C5) -> (M, 4) class-agnostic deltas.
+            box_regressor_2nd: (M, C5) -> (M, 4) class-agnostic deltas, and their loss (a
+                :class:`~.box_utils.BoxRegressor`).
             matcher_2nd, batch_size_per_image_2nd, positive_fraction_2nd: sampling of the
                 refined boxes for the second head.
             pooling: ``"max"`` or ``"avg"`` global pooling of RoI maps.
@@ -97,7 +96,7 @@ class SeqNetROIHeads(OIMROIHeads):
             second_nms_thresh: test-time NMS IoU on the refined boxes.
             final_score: ``"first"`` or ``"second"``, see module doc.
             test_score_thresh, test_topk: final score threshold and boxes per image.
-            loss_weight_cls_2nd, loss_weight_box_reg_2nd: second-head loss weights.
+            loss_weight_cls_2nd: weight of the second head's person classification loss.
             kwargs: :class:`OIMROIHeads` arguments (``embedding_head`` must be an NAE, no
                 ``mask_head``).
         """
@@ -124,7 +123,6 @@ class SeqNetROIHeads(OIMROIHeads):
         self.test_score_thresh = test_score_thresh
         self.test_topk = test_topk
         self.loss_weight_cls_2nd = loss_weight_cls_2nd
-        self.loss_weight_box_reg_2nd = loss_weight_box_reg_2nd
 
     @classmethod
     def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
@@ -134,7 +132,9 @@ class SeqNetROIHeads(OIMROIHeads):
         ret.update(
             # SeqNet starts both heads from the same (ImageNet) weights.
             reid_res5=copy.deepcopy(res5),
-            box_regressor_2nd=BoxRegressor(res5.out_channels, bn_neck=s.BN_NECK),
+            box_regressor_2nd=BoxRegressor(
+                cfg, res5.out_channels, bn_neck=s.BN_NECK, loss_weight=s.LOSS_WEIGHT_BOX_REG
+            ),
             matcher_2nd=Matcher(s.IOU_THRESHOLDS, s.IOU_LABELS, allow_low_quality_matches=False),
             batch_size_per_image_2nd=s.BATCH_SIZE_PER_IMAGE,
             positive_fraction_2nd=s.POSITIVE_FRACTION,
@@ -147,7 +147,6 @@ class SeqNetROIHeads(OIMROIHeads):
             test_score_thresh=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
             test_topk=cfg.TEST.DETECTIONS_PER_IMAGE,
             loss_weight_cls_2nd=s.LOSS_WEIGHT_BOX_CLS,
-            loss_weight_box_reg_2nd=s.LOSS_WEIGHT_BOX_REG,
         )
         return ret
 
@@ -162,7 +161,7 @@ class SeqNetROIHeads(OIMROIHeads):
 
     # ---------------------------------------------------------------------- first head
     def first_head(
-        self, features: dict[str, torch.Tensor], proposals: list[Instances]
+        self, features: FeatureMaps, proposals: list[Instances]
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], list[torch.Tensor]]:
         """First-head predictions (scores (R, 2), deltas (R, 4)) and per-image refined boxes
         (R_i, 4). No feature transform: the first head only detects."""
@@ -192,9 +191,7 @@ class SeqNetROIHeads(OIMROIHeads):
             append_gt=self.proposal_append_gt,
         )
 
-    def second_roi_features(
-        self, features: dict[str, torch.Tensor], boxes: list[Boxes]
-    ) -> list[torch.Tensor]:
+    def second_roi_features(self, features: FeatureMaps, boxes: list[Boxes]) -> list[torch.Tensor]:
         """RoI features of the second head on B lists of boxes (M in total): ``[v4 (M, C4),
         v5 (M, C5)]``, the pooled RoIAlign map and the pooled output of ``reid_res5`` on it.
         Override to embed other RoI features."""
@@ -203,7 +200,7 @@ class SeqNetROIHeads(OIMROIHeads):
         return [self.pool(x4), v5]
 
     def transform_roi_features(
-        self, roi_features: Any, boxes: list[Boxes], extra_features: dict[str, Any]
+        self, roi_features: Any, boxes: list[Boxes], extra_features: Extra
     ) -> tuple[Any, dict[str, torch.Tensor]]:
         """Hook between the second head's RoI features (``[v4, v5]`` of
         :meth:`second_roi_features`) and :meth:`embed`: the identity. Returns the transformed
@@ -223,9 +220,9 @@ class SeqNetROIHeads(OIMROIHeads):
 
     def second_head(
         self,
-        features: dict[str, torch.Tensor],
+        features: FeatureMaps,
         boxes: list[Boxes],
-        extra_features: dict[str, Any] | None = None,
+        extra_features: Extra | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Second head on B lists of boxes (M in total): RoI features -> transform -> embed.
 
@@ -250,54 +247,27 @@ class SeqNetROIHeads(OIMROIHeads):
         (on all sampled boxes with their person ids). Override to add or reweight losses."""
         gt_classes = torch.cat([s.gt_classes for s in sampled])
         is_person = (gt_classes >= 0) & (gt_classes < self.num_classes)
-        box_loss = class_agnostic_box_loss(
-            self.box_predictor.box2box_transform,
-            sampled,
-            deltas,
-            self.num_classes,
-            loss_type=self.box_predictor.box_reg_loss_type,
-            smooth_l1_beta=self.box_predictor.smooth_l1_beta,
-        )
         losses = {
             "loss_cls_2nd": self.loss_weight_cls_2nd
             * NormAwareEmbedding.classification_loss(logits, is_person),
-            "loss_box_reg_2nd": self.loss_weight_box_reg_2nd * box_loss,
+            "loss_box_reg_2nd": self.box_regressor_2nd.losses(deltas, sampled, self.num_classes),
         }
         pids = proposal_person_ids(sampled, self.num_classes).to(embeddings.device)
         losses.update(self.reid_loss(embeddings, pids))
         return losses
 
     # ------------------------------------------------------------------------ forward
-    def embed_boxes(
-        self,
-        features: dict[str, torch.Tensor],
-        boxes: list[Boxes],
-        extra_features: dict[str, Any] | None = None,
-    ) -> list[torch.Tensor]:
-        """Second-head embeddings of given boxes: per image an (n_i, D) float32 tensor."""
-        embeddings, _, _, _ = self.second_head(features, boxes, extra_features)
-        return list(embeddings.split([len(b) for b in boxes]))
+    def box_embeddings(
+        self, features: FeatureMaps, boxes: list[Boxes], extra_features: Extra
+    ) -> torch.Tensor:
+        """Second-head embeddings (M, D) of given boxes (the query path)."""
+        return self.second_head(features, boxes, extra_features)[0]
 
-    def forward(
-        self,
-        images: ImageList,
-        features: dict[str, torch.Tensor],
-        proposals: list[Instances],
-        targets: list[Instances] | None = None,
-        extra_features: dict[str, Any] | None = None,
-    ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
-        """
-        Training: ``([], losses)``: ``loss_cls``, ``loss_box_reg`` (first head),
-        ``loss_cls_2nd``, ``loss_box_reg_2nd`` (second head), the re-id loss's and those of
-        :meth:`transform_roi_features`.
-        Inference: per image ``Instances(pred_boxes, scores, pred_classes, embeddings (K, D))``
-        in the resized image coordinates, and ``{}``.
-        """
-        del images
-        if not self.training:
-            return self._forward_test(features, proposals, extra_features), {}
-        if targets is None:
-            raise ValueError("SeqNetROIHeads needs targets in training")
+    def forward_train(
+        self, features: FeatureMaps, proposals: PerImage, targets: PerImage, extra_features: Extra
+    ) -> dict[str, torch.Tensor]:
+        """``loss_cls``, ``loss_box_reg`` (first head), ``loss_cls_2nd``, ``loss_box_reg_2nd``
+        (second head), the re-id loss's and those of :meth:`transform_roi_features`."""
         proposals = self.label_and_sample_proposals(proposals, targets)
         predictions, refined = self.first_head(features, proposals)
         losses = self.box_predictor.losses(predictions, proposals)
@@ -306,14 +276,13 @@ class SeqNetROIHeads(OIMROIHeads):
         embeddings, logits, deltas, aux_losses = self.second_head(features, boxes, extra_features)
         losses.update(self.second_head_losses(sampled, embeddings, logits, deltas))
         losses.update(aux_losses)
-        return [], losses
+        return losses
 
-    def _forward_test(
-        self,
-        features: dict[str, torch.Tensor],
-        proposals: list[Instances],
-        extra_features: dict[str, Any] | None,
-    ) -> list[Instances]:
+    def forward_inference(
+        self, features: FeatureMaps, proposals: PerImage, extra_features: Extra
+    ) -> PerImage:
+        """Per image ``Instances(pred_boxes, scores, pred_classes, embeddings (K, D))`` in the
+        resized image coordinates (see the module docstring)."""
         predictions, refined = self.first_head(features, proposals)
         probs = self.box_predictor.predict_probs(predictions, proposals)
         image_sizes = [p.image_size for p in proposals]
