@@ -72,9 +72,9 @@ def test_demo_config_seed_output_and_overrides(tmp_path):
         demo_config(OIM_TOY, ["DATASETS.TEST", "()"], output_dir=str(tmp_path), seed=0)
 
 
-def _run_demo(script: str, output) -> tuple[subprocess.CompletedProcess, dict]:
+def _run_demo(script: str, output, *overrides: str) -> tuple[subprocess.CompletedProcess, dict]:
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tools" / script), "--output", str(output)],
+        [sys.executable, str(REPO / "tools" / script), "--output", str(output), *overrides],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -85,17 +85,32 @@ def _run_demo(script: str, output) -> tuple[subprocess.CompletedProcess, dict]:
         return proc, json.load(f)
 
 
+# The slow tests run each demo's command on a shortened schedule (CI budget); the full demos
+# are `make demo` / `make demo-reid` (README).
+SHORT_PERSON_SEARCH = (
+    "SOLVER.MAX_ITER",
+    "120",
+    "SOLVER.STEPS",
+    "(100,)",
+    "SOLVER.IMS_PER_BATCH",
+    "4",
+)
+SHORT_REID = ("SOLVER.MAX_ITER", "150", "SOLVER.STEPS", "(120,)")
+
+
 @pytest.mark.slow
 def test_person_search_demo_trains_and_helps(tmp_path):
-    """``make demo``'s command with its default config: training clearly improves search."""
-    proc, report = _run_demo("demo.py", tmp_path / "demo")
+    """``make demo``'s command, 120 iterations of 4 images instead of 600 of 8: training
+    clearly improves detection, and search."""
+    proc, report = _run_demo("demo.py", tmp_path / "demo", *SHORT_PERSON_SEARCH)
     before, after = report["untrained"], report["trained"]
-    # Measured (seed 0, 600 steps): mAP 0 -> 23.6, top-1 0 -> 12.5 (2 of 16 queries), detection
-    # AP 0 -> 87. The margins leave room for other thread counts' numerics; other seeds / 16
-    # queries vary: mAP 10-24, top-1 6-25, AP 72-87.
-    assert after["search"]["mAP"] >= before["search"]["mAP"] + 5.0
-    assert after["search"]["top1"] > before["search"]["top1"]
-    assert after["detection"]["AP"] >= before["detection"]["AP"] + 50.0
+    assert report["iterations"] == 120
+    # Measured (seed 0, one thread): detection AP 0 -> 13.3, recall 0 -> 68.2, search mAP
+    # 0 -> 1.8 (16 queries); the full demo reaches AP 87, mAP 26. The margins leave room for
+    # other thread counts' numerics.
+    assert after["detection"]["AP"] >= before["detection"]["AP"] + 5.0
+    assert after["detection"]["recall"] >= before["detection"]["recall"] + 30.0
+    assert after["search"]["mAP"] > before["search"]["mAP"]
     assert "| search mAP |" in proc.stdout and "| search top-1 |" in proc.stdout
     assert (tmp_path / "demo" / "report.md").read_text().count("|---|") == 1
     pictures = report["visualizations"]
@@ -104,10 +119,12 @@ def test_person_search_demo_trains_and_helps(tmp_path):
 
 @pytest.mark.slow
 def test_reid_demo_trains_and_helps(tmp_path):
-    """``make demo-reid``'s command with its default config: training clearly improves re-id."""
-    proc, report = _run_demo("demo_reid.py", tmp_path / "demo_reid")
+    """``make demo-reid``'s command, 150 iterations instead of 300: training clearly improves
+    re-id."""
+    proc, report = _run_demo("demo_reid.py", tmp_path / "demo_reid", *SHORT_REID)
     before, after = report["untrained"], report["trained"]
-    # Measured (seed 0): mAP 8.4 -> 42.2, rank-1 6.5 -> 35.5.
+    assert report["iterations"] == 150
+    # Measured (seed 0, one thread): mAP 7.2 -> 40.5, rank-1 9.7 -> 35.5.
     assert after["mAP"] >= before["mAP"] + 15.0
     assert after["Rank-1"] >= before["Rank-1"] + 15.0
     assert "| Rank-1 |" in proc.stdout and "| mAP |" in proc.stdout

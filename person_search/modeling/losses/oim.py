@@ -35,7 +35,7 @@ __all__ = ["BACKGROUND_PID", "UNLABELED_PID", "OIMLoss", "push_circular"]
 
 # Person id of a proposal matched to an unlabelled person (the data contract's -1).
 UNLABELED_PID = -1
-# Person id given by the RoI heads to background proposals (never passed to the loss).
+# Person id given by the RoI heads to background proposals (OIM ignores them; HOIM uses them).
 BACKGROUND_PID = -2
 
 
