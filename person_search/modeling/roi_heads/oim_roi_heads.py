@@ -16,10 +16,11 @@ global average pooling -> a C-d vector (2048 for ResNet-50) feeding
 At inference the embedding of a detection is the one of the proposal it was regressed from
 (OIM's single pass; no second RoIAlign on the refined box).
 
-The forward pass is a sequence of overridable steps (each docstring says what a project
-overrides it for): :meth:`~OIMROIHeads.roi_features` -> :meth:`~OIMROIHeads.transform_roi_features`
-(identity) -> :meth:`~OIMROIHeads.pool` -> :meth:`~OIMROIHeads.forward_box`,
-:meth:`~OIMROIHeads.forward_reid`, :meth:`~OIMROIHeads.forward_mask`.
+``forward`` calls :meth:`~OIMROIHeads.forward_train` or :meth:`~OIMROIHeads.forward_inference`,
+each a sequence of overridable steps (each docstring says what a project overrides it for):
+:meth:`~OIMROIHeads.roi_features` -> :meth:`~OIMROIHeads.transform_roi_features` (identity) ->
+:meth:`~OIMROIHeads.pool` -> :meth:`~OIMROIHeads.forward_box`, :meth:`~OIMROIHeads.forward_reid`,
+:meth:`~OIMROIHeads.forward_mask`; queries go through :meth:`~OIMROIHeads.box_embeddings`.
 """
 
 from __future__ import annotations
