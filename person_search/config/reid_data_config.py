@@ -23,6 +23,9 @@ def add_reid_data_config(cfg: CN) -> None:
     One comment per key: what it is, its unit, the paper's value.
     """
     cfg.INPUT.REID = CN()
+    # Name of the re-id dataset mapper in REID_MAPPER_REGISTRY (person_search.data.reid_mapper),
+    # used by the re-id train and test loaders; projects register their own.
+    cfg.INPUT.REID.MAPPER = "ReIDDatasetMapper"
     # Training input size (height, width) in pixels; PAN and SGSFA use 256x128.
     cfg.INPUT.REID.SIZE_TRAIN = (256, 128)
     # Test input size (height, width) in pixels; 256x128 in both papers.

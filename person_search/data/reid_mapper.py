@@ -8,6 +8,9 @@ The parsing mask (if loaded) goes through the same geometric transforms as the i
 neighbour resize, same flip, padding with background 0, same crop). Random erasing changes the
 image only: the mask keeps describing where the body is, the erased patch plays an occluder the
 model must see through (the mask is a target, not an input).
+
+``REID_MAPPER_REGISTRY`` holds the re-id mappers a config can select with ``INPUT.REID.MAPPER``
+(:func:`build_reid_mapper`); the re-id loaders build theirs that way.
 """
 
 from __future__ import annotations
@@ -21,16 +24,26 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from detectron2.utils.registry import Registry
 from fvcore.transforms.transform import CropTransform, PadTransform, TransformList
 from PIL import Image
 
 __all__ = [
+    "REID_MAPPER_REGISTRY",
     "RandomErasing",
     "RandomPadCrop",
     "ReIDDatasetMapper",
+    "build_reid_mapper",
     "check_parsing_groups",
     "group_parsing",
 ]
+
+REID_MAPPER_REGISTRY = Registry("REID_MAPPER")
+REID_MAPPER_REGISTRY.__doc__ = """
+Registry for re-id dataset mappers: a callable turning one re-id dataset dict into the model's
+input dict (see :class:`ReIDDatasetMapper` for the keys the re-id models read). The registered
+object is called with ``obj(cfg, is_train)``.
+"""
 
 # How many random rectangles random erasing draws before giving up (Zhong et al.: 100).
 _ERASING_ATTEMPTS = 100
@@ -168,6 +181,7 @@ def _read_parsing(path: str, shape: tuple[int, int]) -> np.ndarray:
     return parsing.astype(np.uint8)
 
 
+@REID_MAPPER_REGISTRY.register()
 class ReIDDatasetMapper:
     """Map a re-id dataset dict to a model input.
 
@@ -277,3 +291,16 @@ class ReIDDatasetMapper:
             if self.parsing_groups is not None:
                 out["part_masks"] = torch.as_tensor(group_parsing(parsing, self.parsing_groups))
         return out
+
+
+def build_reid_mapper(cfg, is_train: bool):
+    """The mapper named by ``cfg.INPUT.REID.MAPPER``, built with ``(cfg, is_train)``."""
+    name = cfg.INPUT.REID.MAPPER
+    try:
+        mapper_cls = REID_MAPPER_REGISTRY.get(name)
+    except KeyError as e:
+        known = sorted(name for name, _ in REID_MAPPER_REGISTRY)
+        raise KeyError(
+            f"INPUT.REID.MAPPER={name!r} is not a registered re-id mapper (known: {known})"
+        ) from e
+    return mapper_cls(cfg, is_train)

@@ -27,7 +27,7 @@ class ReIDModelTestPartHead(nn.Module):
         self.seen_targets: list[set[str]] = []
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
+    def from_config(cls, cfg, input_shape, backbone=None):
         name = cfg.MODEL.REID.HEAD.IN_FEATURE
         return {
             "in_feature": name,
@@ -55,7 +55,7 @@ class ReIDModelTestPartHead(nn.Module):
 
 def test_registry_documents_the_call_contract():
     doc = REID_HEAD_REGISTRY.__doc__
-    assert "obj(cfg, input_shape)" in doc and "part_visibility" in doc
+    assert "obj(cfg, input_shape, backbone=backbone)" in doc and "part_visibility" in doc
 
 
 def test_head_chosen_by_config_trains_and_feeds_the_evaluator():

@@ -80,7 +80,10 @@ class BNNeckHead(nn.Module):
         nn.init.normal_(self.classifier.weight, std=_CLASSIFIER_INIT_STD)
 
     @classmethod
-    def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
+    def from_config(
+        cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec], backbone: nn.Module | None = None
+    ) -> dict:
+        # ``backbone`` (see REID_HEAD_REGISTRY) is not needed: BNNeck reads only feature maps.
         hcfg, lcfg = cfg.MODEL.REID.HEAD, cfg.MODEL.REID.LOSS
         if hcfg.IN_FEATURE not in input_shape:
             raise ValueError(

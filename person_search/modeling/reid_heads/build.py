@@ -14,19 +14,27 @@ REID_HEAD_REGISTRY = Registry("REID_HEAD")
 REID_HEAD_REGISTRY.__doc__ = """
 Registry for re-id heads, which turn backbone feature maps into person embeddings.
 
-The registered object is called with ``obj(cfg, input_shape)``, where ``input_shape`` is the
-backbone's ``output_shape()`` (dict of name -> ShapeSpec), and must return an ``nn.Module``
-whose ``forward(features, targets=None)`` takes the backbone's feature dict and, in training,
-``targets`` = {"person_id": (N,) int64, ...optional extra per-image targets such as
-"parsing": (N, H, W) int64} and returns a dict of named scalar losses; in inference it
-returns {"features": (N, D)} plus optionally "part_features": (N, P, d) and
-"part_visibility": (N, P) in [0, 1].
+The registered object is called with ``obj(cfg, input_shape, backbone=backbone)``, where
+``input_shape`` is the backbone's ``output_shape()`` (dict of name -> ShapeSpec) and ``backbone``
+the built backbone with its ImageNet weights (``MODEL.REID.BACKBONE_WEIGHTS``) already loaded: a
+head may deep-copy one of its stages (the re-id backbones are
+:class:`~person_search.modeling.backbone.reid_backbones.StagedBackbone` s: ``stage(name)``,
+``stage_input(name)``, ``stage_output_shape(name)``); a head that does not need it accepts
+``backbone=None`` in ``from_config`` and ignores it. It must return an ``nn.Module`` whose
+``forward(features, targets=None)`` takes the backbone's feature dict and, in training,
+``targets`` = {"person_id": (N,) int64, ...the extra per-image targets every input carries,
+among ``MODEL.REID.EXTRA_TARGETS``, e.g. "parsing": (N, H, W) int64} and returns a dict of named
+scalar losses; in inference it returns {"features": (N, D)} plus optionally
+"part_features": (N, P, d) and "part_visibility": (N, P) in [0, 1].
 """
 
 
-def build_reid_head(cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> nn.Module:
-    """Build the head named by ``cfg.MODEL.REID.HEAD.NAME``."""
-    return REID_HEAD_REGISTRY.get(cfg.MODEL.REID.HEAD.NAME)(cfg, input_shape)
+def build_reid_head(
+    cfg: CfgNode, input_shape: dict[str, ShapeSpec], backbone: nn.Module | None = None
+) -> nn.Module:
+    """Build the head named by ``cfg.MODEL.REID.HEAD.NAME``, giving it the backbone (see
+    :data:`REID_HEAD_REGISTRY`)."""
+    return REID_HEAD_REGISTRY.get(cfg.MODEL.REID.HEAD.NAME)(cfg, input_shape, backbone=backbone)
 
 
 def resolve_num_classes(cfg: CfgNode) -> int:
