@@ -18,6 +18,7 @@ from detectron2.data.common import AspectRatioGroupedDataset
 from detectron2.utils import comm
 from detectron2.utils.registry import Registry
 
+from ..utils.registry import get_registered
 from .samplers import ResumableTrainingSampler
 
 __all__ = [
@@ -40,14 +41,7 @@ input dict. The registered object is called with ``obj(cfg, is_train)``.
 def build_person_search_mapper(cfg: CfgNode, is_train: bool):
     """The mapper named by ``cfg.INPUT.PERSON_SEARCH_MAPPER``, built with ``(cfg, is_train)``."""
     name = cfg.INPUT.PERSON_SEARCH_MAPPER
-    try:
-        mapper_cls = MAPPER_REGISTRY.get(name)
-    except KeyError as e:
-        known = sorted(name for name, _ in MAPPER_REGISTRY)
-        raise KeyError(
-            f"INPUT.PERSON_SEARCH_MAPPER={name!r} is not a registered mapper (known: {known})"
-        ) from e
-    return mapper_cls(cfg, is_train)
+    return get_registered(MAPPER_REGISTRY, name, "INPUT.PERSON_SEARCH_MAPPER")(cfg, is_train)
 
 
 def get_person_search_train_dicts(names: list[str] | tuple[str, ...]) -> tuple[list[dict], int]:

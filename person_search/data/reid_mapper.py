@@ -28,6 +28,8 @@ from detectron2.utils.registry import Registry
 from fvcore.transforms.transform import CropTransform, PadTransform, TransformList
 from PIL import Image
 
+from ..utils.registry import get_registered
+
 __all__ = [
     "REID_MAPPER_REGISTRY",
     "RandomErasing",
@@ -295,12 +297,6 @@ class ReIDDatasetMapper:
 
 def build_reid_mapper(cfg, is_train: bool):
     """The mapper named by ``cfg.INPUT.REID.MAPPER``, built with ``(cfg, is_train)``."""
-    name = cfg.INPUT.REID.MAPPER
-    try:
-        mapper_cls = REID_MAPPER_REGISTRY.get(name)
-    except KeyError as e:
-        known = sorted(name for name, _ in REID_MAPPER_REGISTRY)
-        raise KeyError(
-            f"INPUT.REID.MAPPER={name!r} is not a registered re-id mapper (known: {known})"
-        ) from e
-    return mapper_cls(cfg, is_train)
+    return get_registered(REID_MAPPER_REGISTRY, cfg.INPUT.REID.MAPPER, "INPUT.REID.MAPPER")(
+        cfg, is_train
+    )

@@ -1,2 +1,3 @@
-"""Utilities: atomic file writing (:mod:`.file_io`), the CPU demos' flow (:mod:`.demo`) and
-pictures of person-search rankings (:mod:`.search_visualizer`)."""
+"""Utilities: atomic file writing (:mod:`.file_io`), config-selected registry look-ups
+(:mod:`.registry`), the CPU demos' flow (:mod:`.demo`) and pictures of person-search rankings
+(:mod:`.search_visualizer`)."""
