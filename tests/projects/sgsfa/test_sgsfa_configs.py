@@ -4,11 +4,11 @@ import glob
 import os
 
 import pytest
-from conftest import CONFIG_DIR, sgsfa_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from sgsfa.backbone import SGSFAResNet
 from sgsfa.head import SGSFAHead
+from sgsfa_testutils import CONFIG_DIR, sgsfa_cfg
 
 from person_search.data.reid_mapper import check_parsing_groups
 from person_search.engine import load_config

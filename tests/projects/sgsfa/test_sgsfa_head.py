@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from conftest import tiny_sgsfa_cfg
 from detectron2.modeling import build_model
 from sgsfa.backbone import WHOLE_BODY_LOGITS, SGSFAResNet
 from sgsfa.head import SGSFAHead
+from sgsfa_testutils import tiny_sgsfa_cfg
 
 from person_search.data.reid_mapper import MISSING_PARSING
 
