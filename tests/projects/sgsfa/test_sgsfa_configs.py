@@ -11,7 +11,7 @@ from sgsfa.head import SGSFAHead
 from sgsfa_testutils import CONFIG_DIR, sgsfa_cfg
 
 from person_search.data.reid_mapper import check_parsing_groups
-from person_search.engine import load_config
+from person_search.engine import Trainer, build_optimizer, load_config, resolve_schedule
 from person_search.modeling.meta_arch.reid import ReIDBaseline
 
 CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
@@ -69,6 +69,12 @@ def test_config_builds_the_sgsfa_model(path):
     if "toy" not in path:
         assert cfg.INPUT.REID.SIZE_TRAIN == (256, 128) and cfg.MODEL.REID.RESNET.DEPTH == 50
         assert cfg.MODEL.SGSFA.LAMBDA == 0.8 and cfg.SOLVER.BASE_LR == 0.0003
+        # the paper's schedule: 120 epochs, x0.1 at 50/80/100 (and 120, the end); 200
+        # iterations per epoch here
+        cfg = resolve_schedule(cfg, num_images=200 * cfg.SOLVER.IMS_PER_BATCH)
+        assert cfg.SOLVER.MAX_ITER == 24000 and cfg.SOLVER.STEPS == (10000, 16000, 20000)
+    scheduler = Trainer.build_lr_scheduler(cfg, build_optimizer(cfg, model))
+    assert scheduler is not None
 
 
 def test_configs_need_the_project_keys():
