@@ -96,12 +96,14 @@ class BranchEmbedding(nn.Module):
 def mask_loss(logits: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Per-pixel BCE of attention logits against binary masks of any resolution (paper eq. 8).
 
-    Masks are resized to the logits' size by area averaging: a cell's target is the fraction
-    of it the part covers (our reading; the text only says "resized to 64x32 / 16x8").
+    Masks are resized to the logits' size by max pooling: a cell's target is 1 when the part
+    covers any of it (our reading; the text only says "resized to 64x32 / 16x8"). Area
+    averaging would give a head or shoes a target below 0.5 in every cell of a 16x8 map, so a
+    learned mask would never mark them set (head top, visibility).
 
     Args:
         logits: (N, P, h, w) attention logits.
-        masks: (N, P, H, W) float targets in [0, 1] (rows of images without masks arbitrary).
+        masks: (N, P, H, W) binary targets (rows of images without masks arbitrary).
         valid: (N,) bool, images whose masks are known (the others are left out).
 
     Returns:
@@ -110,8 +112,6 @@ def mask_loss(logits: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor) ->
     """
     if not bool(valid.any()):
         return logits.sum() * 0.0
-    targets = F.adaptive_avg_pool2d(masks[valid].float(), logits.shape[-2:])
-    bce = F.binary_cross_entropy_with_logits(
-        logits[valid].float(), targets.clamp(0.0, 1.0), reduction="none"
-    )
+    targets = F.adaptive_max_pool2d(masks[valid].float(), logits.shape[-2:])
+    bce = F.binary_cross_entropy_with_logits(logits[valid].float(), targets, reduction="none")
     return bce.mean(dim=(0, 2, 3)).sum()

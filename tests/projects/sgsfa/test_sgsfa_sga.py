@@ -37,13 +37,13 @@ def _bce(z: float, t: float) -> float:
     return -t * math.log(p) - (1 - t) * math.log(1 - p)
 
 
-def test_mask_loss_area_targets_and_skipped_images():
+def test_mask_loss_cell_targets_and_skipped_images():
     # 2 parts on a 1 x 2 logit map; masks 2 x 4: each logit cell covers a 2 x 2 block
     logits = torch.tensor([[[[math.log(3), 0.0]], [[-1.0, 2.0]]]])  # (1, 2, 1, 2)
     masks = torch.zeros(1, 2, 2, 4)
-    masks[0, 0, 0, 0] = 1  # part 0: a quarter of the left block
+    masks[0, 0, 0, 0] = 1  # part 0: a quarter of the left block -> target 1 (max pooling)
     masks[0, 1, :, 2:] = 1  # part 1: the whole right block
-    part0 = (_bce(math.log(3), 0.25) + _bce(0.0, 0.0)) / 2
+    part0 = (_bce(math.log(3), 1.0) + _bce(0.0, 0.0)) / 2
     part1 = (_bce(-1.0, 0.0) + _bce(2.0, 1.0)) / 2
     loss = mask_loss(logits, masks, torch.tensor([True]))
     assert loss.item() == pytest.approx(part0 + part1, rel=1e-6)  # summed over parts (eq. 9)
