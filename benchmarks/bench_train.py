@@ -105,6 +105,22 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _time_training(model, optimizer, batches: list[list[dict]], args: argparse.Namespace) -> float:
+    """Seconds of the training steps on ``batches`` after the first ``args.warmup``."""
+    model.train()
+    with EventStorage(0):
+        for i, inputs in enumerate(batches):
+            if i == args.warmup:
+                _sync(args.device)
+                start = time.perf_counter()
+            losses = model(inputs)
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+        _sync(args.device)
+    return time.perf_counter() - start
+
+
 def bench_config(config_file: str, args: argparse.Namespace) -> dict:
     """Train and inference images/s of one config (see the module docstring)."""
     cfg = load_config(
@@ -121,18 +137,7 @@ def bench_config(config_file: str, args: argparse.Namespace) -> dict:
     )
     batches = [scenes[i : i + batch] for i in range(0, len(scenes), batch)]
 
-    model.train()
-    with EventStorage(0):
-        for i, inputs in enumerate(batches):
-            if i == args.warmup:
-                _sync(args.device)
-                start = time.perf_counter()
-            losses = model(inputs)
-            optimizer.zero_grad()
-            sum(losses.values()).backward()
-            optimizer.step()
-        _sync(args.device)
-    train_ips = args.iters * batch / (time.perf_counter() - start)
+    train_ips = args.iters * batch / _time_training(model, optimizer, batches, args)
 
     model.eval()
     gallery = [{k: v for k, v in s.items() if k != "instances"} for s in scenes]
@@ -236,18 +241,7 @@ def bench_reid_config(config_file: str, args: argparse.Namespace) -> dict:
         parts=parts,
     )
     batches = [crops[i : i + batch] for i in range(0, len(crops), batch)]
-    model.train()
-    with EventStorage(0):
-        for i, inputs in enumerate(batches):
-            if i == args.warmup:
-                _sync(args.device)
-                start = time.perf_counter()
-            losses = model(inputs)
-            optimizer.zero_grad()
-            sum(losses.values()).backward()
-            optimizer.step()
-        _sync(args.device)
-    train_ips = args.iters * batch / (time.perf_counter() - start)
+    train_ips = args.iters * batch / _time_training(model, optimizer, batches, args)
 
     model.eval()
     test_batch = cfg.TEST.REID.IMS_PER_BATCH
