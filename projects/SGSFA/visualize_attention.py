@@ -107,17 +107,18 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--dataset", default="", help="test dataset (default: DATASETS.TEST[0])")
     parser.add_argument("--num-queries", type=int, default=6)
     parser.add_argument("--occluded-first", action="store_true")
+    parser.add_argument("--dpi", type=int, default=100, help="resolution of the PNG")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args(argv)
-    if args.num_queries < 1:
-        parser.error("--num-queries must be >= 1")
+    if args.num_queries < 1 or args.dpi < 1:
+        parser.error("--num-queries and --dpi must be >= 1")
     cfg = load_config(args.config_file, args.opts, add_sgsfa_config)
     model = Trainer.build_model(cfg)
     PersonSearchCheckpointer.from_config(cfg, model).load(args.weights)
     dataset = args.dataset or cfg.DATASETS.TEST[0]
     pairs = collect_queries(cfg, model, dataset, args.num_queries, args.occluded_first)
     fig = draw(pairs, cfg.INPUT.REID.PARSING_PART_NAMES, cfg.INPUT.FORMAT)
-    atomic_write(args.output, lambda f: fig.savefig(f, format="png", dpi=150), "wb")
+    atomic_write(args.output, lambda f: fig.savefig(f, format="png", dpi=args.dpi), "wb")
     plt.close(fig)
     print(f"wrote {args.output} ({len(pairs)} queries of {dataset})")
     return args.output
