@@ -4,7 +4,7 @@ toy size.
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--iters 10] [--warmup 2]
     python benchmarks/bench_train.py --configs configs/oim/oim_toy_cuhk_sysu.yaml
-    python benchmarks/bench_train.py --part reid --reid-models reid-baseline pan
+    python benchmarks/bench_train.py --part reid --reid-models reid-baseline pan sgsfa
 
 **Person search.** For each toy config (``configs/*/*_toy_cuhk_sysu.yaml``: OIM, SeqNet,
 SeqNeXt, HOIM) it builds the model from scratch and times, after ``--warmup`` untimed steps:
@@ -22,7 +22,7 @@ needed and every run sees the same tensors (``--seed``). Each speed is also prin
 to OIM's measured in the same run (the reference).
 
 **Re-id.** For each model of ``REID_MODELS`` (the library's BNNeck baseline and the projects'
-heads, e.g. PAN, at their toy configs: 128x64 crops) it times ``--iters`` training steps on
+heads, PAN and SGSFA, at their toy configs: 128x64 crops) it times ``--iters`` training steps on
 P x K batches of ``SOLVER.IMS_PER_BATCH`` synthetic crops (``--ids`` identities) and inference
 on ``--iters`` batches of ``TEST.REID.IMS_PER_BATCH`` crops (as the re-id test loader feeds
 them); images/s, and the ratio to the baseline's measured in the same run.
@@ -59,6 +59,10 @@ REID_MODELS = {
     "pan": (
         os.path.join(_ROOT, "projects", "PAN", "configs", "pan_toy_market1501.yaml"),
         "pan:add_pan_config",
+    ),
+    "sgsfa": (
+        os.path.join(_ROOT, "projects", "SGSFA", "configs", "toy_market1501.yaml"),
+        "sgsfa:add_sgsfa_config",
     ),
 }
 REID_REFERENCE = "reid-baseline"
@@ -175,12 +179,20 @@ def bench_config(config_file: str, args: argparse.Namespace) -> dict:
 
 
 def synthetic_crops(
-    num: int, rng: np.random.Generator, *, size: tuple[int, int], ids: int
+    num: int, rng: np.random.Generator, *, size: tuple[int, int], ids: int, parts: int = 0
 ) -> list[dict]:
     """``num`` re-id inputs: ``image`` (3, H, W) uint8, a flat colour per identity and body
     third plus noise, and ``person_id`` cycling through ``ids`` identities in runs of 4 (P x K
-    batches with K = 4)."""
+    batches with K = 4); with ``parts`` > 0 also ``part_masks`` (1 + parts, H, W) float32: the
+    whole crop as the body, then ``parts`` horizontal bands (for heads trained on parsing)."""
     height, width = size
+    masks = None
+    if parts:
+        masks = torch.zeros(1 + parts, height, width)
+        masks[0] = 1.0
+        edges = np.linspace(0, height, parts + 1).round().astype(int)
+        for p in range(parts):
+            masks[1 + p, edges[p] : edges[p + 1]] = 1.0
     colours = rng.integers(0, 256, size=(ids, 3, 3, 1, 1))
     out = []
     for i in range(num):
@@ -190,7 +202,10 @@ def synthetic_crops(
             rows = slice(third * height // 3, (third + 1) * height // 3)
             image[:, rows] += colours[pid, third]
         image = np.clip(image, 0, 255).astype(np.uint8)
-        out.append({"image": torch.from_numpy(image), "person_id": pid})
+        item = {"image": torch.from_numpy(image), "person_id": pid}
+        if masks is not None:
+            item["part_masks"] = masks
+        out.append(item)
     return out
 
 
@@ -222,7 +237,9 @@ def bench_reid_model(name: str, args: argparse.Namespace) -> dict:
     batch = cfg.SOLVER.IMS_PER_BATCH
     steps = args.warmup + args.iters
     size = tuple(cfg.INPUT.REID.SIZE_TRAIN)
-    crops = synthetic_crops(batch * steps, rng, size=size, ids=args.ids)
+    # Heads supervised by parsing (SGSFA) train on part masks of the configured groups.
+    parts = len(cfg.INPUT.REID.PARSING_GROUPS) if cfg.INPUT.REID.LOAD_PARSING else 0
+    crops = synthetic_crops(batch * steps, rng, size=size, ids=args.ids, parts=parts)
     batches = [crops[i * batch : (i + 1) * batch] for i in range(steps)]
     train_ips = _train_speed(model, optimizer, batches, args)
     test_batch = cfg.TEST.REID.IMS_PER_BATCH

@@ -2,20 +2,6 @@
 
 from detectron2.config import CfgNode as CN
 
-# LIP / JPPNet 20-class label set (index: name): 0 Background, 1 Hat, 2 Hair, 3 Glove,
-# 4 Sunglasses, 5 UpperClothes, 6 Dress, 7 Coat, 8 Socks, 9 Pants, 10 Jumpsuits, 11 Scarf,
-# 12 Skirt, 13 Face, 14 Left-arm, 15 Right-arm, 16 Left-leg, 17 Right-leg, 18 Left-shoe,
-# 19 Right-shoe. Our grouping into SGSFA's four parts (the paper only says "20 categories
-# into 4 groups"): dresses and jumpsuits count as upper body (SGSFA notes parsers label them so),
-# skirts and socks as lower body, gloves and scarves with the upper body (arms / neck).
-LIP_PART_NAMES = ("head", "upper", "lower", "shoes")
-LIP_PART_GROUPS = (
-    (1, 2, 4, 13),  # head: hat, hair, sunglasses, face
-    (3, 5, 6, 7, 10, 11, 14, 15),  # upper: glove, upper clothes, dress, coat, jumpsuit, scarf, arms
-    (8, 9, 12, 16, 17),  # lower: socks, pants, skirt, legs
-    (18, 19),  # shoes
-)
-
 
 def add_reid_data_config(cfg: CN) -> None:
     """Add the re-id data, loader and evaluation keys to ``cfg`` in place.
@@ -50,14 +36,26 @@ def add_reid_data_config(cfg: CN) -> None:
     # "pixel_mean" (MODEL.PIXEL_MEAN, fast-reid) or "random" (uniform noise, torchvision).
     cfg.INPUT.REID.REA.FILL = "image_mean"
 
-    # Whether the mapper loads the per-image parsing mask ("parsing_file" in the dataset dict);
-    # when True a missing mask is an error. SGSFA: True (JPPNet masks); PAN: False.
+    # Whether the mapper loads the per-image human-parsing map ("parsing_file" in the dataset
+    # dict: a single-channel PNG of parser class indices, see datasets/README.md). SGSFA: True
+    # (JPPNet masks); PAN: False.
     cfg.INPUT.REID.LOAD_PARSING = False
-    # Names of the part groups (order of the "part_masks" channels after the whole-body one).
-    cfg.INPUT.REID.PARSING_PART_NAMES = LIP_PART_NAMES
-    # Raw parser class indices (0-255) of each part group (same order as PARSING_PART_NAMES);
-    # groups are disjoint; the whole-body mask is their union. Default: the LIP grouping above.
-    cfg.INPUT.REID.PARSING_GROUPS = LIP_PART_GROUPS
+    # Whether test-time mapping loads the maps too (with LOAD_PARSING). They are training
+    # targets: a model that predicts its own masks (SGSFA) sets False, so test sets need none.
+    cfg.INPUT.REID.LOAD_PARSING_AT_TEST = True
+    # Whether images without a parsing map are accepted (with LOAD_PARSING): their "parsing" and
+    # "part_masks" are filled with -1 (unknown) and heads skip their mask losses. False: a
+    # missing map is an error naming the image (checked when the train loader is built).
+    cfg.INPUT.REID.ALLOW_MISSING_PARSING = False
+    # Names of the part groups (order of the "part_masks" channels after the whole-body one);
+    # same length as PARSING_GROUPS. Default: none (a project names its parts, e.g. SGSFA's
+    # head / upper / lower / shoes).
+    cfg.INPUT.REID.PARSING_PART_NAMES = ()
+    # Parser class indices (0-255) of each part group, same order as PARSING_PART_NAMES; groups
+    # are disjoint; the whole-body mask is their union. Default: none (no "part_masks", only
+    # "parsing"); the grouping belongs to the label set and the method (SGSFA's config groups
+    # the 20 LIP classes into four parts).
+    cfg.INPUT.REID.PARSING_GROUPS = ()
 
     # Number of instances K per identity in a P x K training batch; P = SOLVER.IMS_PER_BATCH / K.
     # SGSFA: 64 = 16 ids x 4; PAN: 4 as well.

@@ -12,7 +12,7 @@ from detectron2.data.common import DatasetFromList, MapDataset, ToIterableDatase
 from detectron2.data.samplers import InferenceSampler
 from detectron2.utils import comm
 
-from .reid_mapper import build_reid_mapper
+from .reid_mapper import build_reid_mapper, check_parsing_files
 from .samplers import PKSampler
 
 __all__ = ["build_reid_test_loader", "build_reid_train_loader", "get_reid_dataset_dicts"]
@@ -47,6 +47,8 @@ def _train_loader_from_config(
 ) -> dict:
     if dataset is None:
         dataset = get_reid_dataset_dicts(cfg.DATASETS.TRAIN)
+    if cfg.INPUT.REID.LOAD_PARSING:  # fail before training, naming the images without maps
+        check_parsing_files(dataset, allow_missing=cfg.INPUT.REID.ALLOW_MISSING_PARSING)
     if mapper is None:
         mapper = build_reid_mapper(cfg, is_train=True)
     return {

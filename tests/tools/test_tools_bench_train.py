@@ -1,5 +1,5 @@
 """benchmarks/bench_train.py: one timed step of every person-search baseline and every re-id
-model (the library's baseline and PAN)."""
+model (the library's baseline, PAN and SGSFA)."""
 
 from __future__ import annotations
 
@@ -82,10 +82,10 @@ def test_synthetic_crops_are_pk_batches_of_identities():
     assert (same[0] - same[1]).abs().max() < (same[0] - other).abs().max()
 
 
-def test_bench_train_reid_part_times_pan_beside_the_baseline(capsys):
+def test_bench_train_reid_part_times_the_projects_beside_the_baseline(capsys):
     bench = _load_bench()
     rows_out = bench.main(["--part", "reid", "--iters", "1", "--warmup", "0", "--threads", "1"])
-    assert [r["model"] for r in rows_out] == ["reid-baseline", "pan"]
+    assert [r["model"] for r in rows_out] == ["reid-baseline", "pan", "sgsfa"]
     assert all(r["task"] == "reid" for r in rows_out)
     speeds = {r["model"]: r for r in rows_out}
     for r in rows_out:
@@ -96,5 +96,21 @@ def test_bench_train_reid_part_times_pan_beside_the_baseline(capsys):
     header, rows = _table(capsys.readouterr().out, "Toy-size re-id")
     ratios = [i for i, h in enumerate(header) if h == "x reid-baseline"]
     assert len(ratios) == 2 and [rows["reid-baseline"][i] for i in ratios] == ["1.00", "1.00"]
-    expected = speeds["pan"]["infer_ips"] / speeds["reid-baseline"]["infer_ips"]
-    assert float(rows["pan"][ratios[1]]) == pytest.approx(expected, abs=0.006)
+    assert speeds["sgsfa"]["params_m"] > speeds["reid-baseline"]["params_m"]  # attentions
+    for model in ("pan", "sgsfa"):
+        for name, column in zip(("train_ips", "infer_ips"), ratios):
+            expected = speeds[model][name] / speeds["reid-baseline"][name]
+            assert float(rows[model][column]) == pytest.approx(expected, abs=0.006)
+
+
+def test_synthetic_crops_carry_part_masks_in_bands():
+    bench = _load_bench()
+    crops = bench.synthetic_crops(4, np.random.default_rng(0), size=(64, 32), ids=2, parts=4)
+    for c in crops:
+        masks = c["part_masks"]
+        assert tuple(c["image"].shape) == (3, 64, 32) and masks.shape == (5, 64, 32)
+        assert (masks[1:].sum(0) == masks[0]).all() and masks[0].sum() > 0  # disjoint parts
+        rows = [int(m.amax(1).nonzero().min()) for m in masks[1:]]
+        assert rows == sorted(rows)  # head above upper body above lower body above shoes
+    no_parts = bench.synthetic_crops(1, np.random.default_rng(0), size=(64, 32), ids=1)
+    assert "part_masks" not in no_parts[0]
