@@ -32,12 +32,12 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
-from sgsfa import add_sgsfa_config
 
 from person_search.data.datasets.reid import ReIDDatasetSpec, register_reid_dataset
 from person_search.data.toy.reid_writer import write_market1501
 from person_search.engine import Trainer, load_config
 from person_search.utils.demo import ensure_toy_dataset, write_text_atomic
+from sgsfa import add_sgsfa_config
 
 _PROJECT = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.join(_PROJECT, "..", "..")

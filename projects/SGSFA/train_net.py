@@ -16,9 +16,8 @@ registers its backbone and head by importing :mod:`sgsfa` (this file's folder is
 import person_search  # noqa: F401
 
 # isort: split
-from sgsfa import add_sgsfa_config  # registers SGSFA's backbone and head
-
 from person_search.engine import Trainer, default_argument_parser, launch, main
+from sgsfa import add_sgsfa_config  # registers SGSFA's backbone and head
 
 
 def run(args):

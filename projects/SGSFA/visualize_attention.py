@@ -28,11 +28,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from sgsfa import add_sgsfa_config  # noqa: E402
-from sgsfa.sfa import REGIONS  # noqa: E402
 
 from person_search.engine import PersonSearchCheckpointer, Trainer, load_config  # noqa: E402
 from person_search.utils.file_io import atomic_write  # noqa: E402
+from sgsfa import add_sgsfa_config  # noqa: E402
+from sgsfa.sfa import REGIONS  # noqa: E402
 
 # Colours of the top / middle / bottom blocks.
 _BLOCK_COLOURS = ("red", "lime", "deepskyblue")

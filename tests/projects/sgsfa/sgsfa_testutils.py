@@ -8,9 +8,8 @@ library by ``setup.py`` (``make install``).
 
 import os
 
-from sgsfa import add_sgsfa_config
-
 from person_search.engine import load_config
+from sgsfa import add_sgsfa_config
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 CONFIG_DIR = os.path.join(REPO, "projects", "SGSFA", "configs")

@@ -6,13 +6,13 @@ import os
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
-from sgsfa.backbone import SGSFAResNet
-from sgsfa.head import SGSFAHead
 from sgsfa_testutils import CONFIG_DIR, sgsfa_cfg
 
 from person_search.data.reid_mapper import check_parsing_groups
 from person_search.engine import Trainer, build_optimizer, load_config, resolve_schedule
 from person_search.modeling.meta_arch.reid import ReIDBaseline
+from sgsfa.backbone import SGSFAResNet
+from sgsfa.head import SGSFAHead
 
 CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
 # Identities given to the toy config (it reads them from the dataset, not generated here).

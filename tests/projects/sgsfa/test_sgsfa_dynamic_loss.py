@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from sgsfa.dynamic_loss import choose_regions, dynamic_classification_loss, sample_regions
 
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 from detectron2.modeling import build_model
-from sgsfa.backbone import WHOLE_BODY_LOGITS, SGSFAResNet
-from sgsfa.head import SGSFAHead
 from sgsfa_testutils import tiny_sgsfa_cfg
 
 from person_search.data.reid_mapper import MISSING_PARSING
+from sgsfa.backbone import WHOLE_BODY_LOGITS, SGSFAResNet
+from sgsfa.head import SGSFAHead
 
 
 def _part_masks(missing: bool = False) -> torch.Tensor:

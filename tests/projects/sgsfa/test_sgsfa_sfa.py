@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from sgsfa.sfa import (
     REGIONS,
     find_head_top,

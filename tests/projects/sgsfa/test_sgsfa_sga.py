@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from sgsfa.sga import BranchEmbedding, PartAttention, WholeBodyAttention, mask_loss
 
 
