@@ -4,10 +4,10 @@ a whole-model load) and configurable extra targets."""
 
 import pytest
 import torch
-from conftest import tiny_reid_cfg
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone, build_model
+from reid_model_testutils import tiny_reid_cfg
 from torch import nn
 
 from person_search.engine import PersonSearchCheckpointer

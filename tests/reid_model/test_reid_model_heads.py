@@ -3,9 +3,9 @@ head of ReIDBaseline (backbone, normalisation, evaluator API unchanged)."""
 
 import pytest
 import torch
-from conftest import tiny_reid_cfg
 from detectron2.config import configurable
 from detectron2.modeling import build_model
+from reid_model_testutils import tiny_reid_cfg
 from torch import nn
 
 from person_search.evaluation import ReIDEvaluator
