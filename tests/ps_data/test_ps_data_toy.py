@@ -177,8 +177,8 @@ def test_cuhk_scenes_persons_scales_occlusion(toy_cuhk):
     """Several persons per scene at several scales, labelled and unlabelled; some query persons
     partly hidden (Occlusion.mat stores 1 - visible fraction of the body)."""
     root, _ = toy_cuhk
-    train, _ = load_cuhk_sysu_train(root)
-    test, _ = load_cuhk_sysu_test(root)
+    train = load_cuhk_sysu_train(root).dicts
+    test = load_cuhk_sysu_test(root).dicts
     scenes = train + [d for d in test if "query_index" not in d]
     per_image = np.array([len(d["annotations"]) for d in scenes])
     assert per_image.min() >= 1 and per_image.max() >= 3

@@ -20,24 +20,30 @@ Sizes asserted with ``strict_sizes`` (the real dataset): 18,184 images, 6,978 te
 11,206 training images, 5,532 training identities, 2,900 queries, 187 occlusion and 290
 low-resolution queries, all six gallery sizes present.
 
-Boxes are stored x, y, w, h and converted once here to ``XYXY_ABS`` with x2 = x + w; boxes with
-w <= 0 or h <= 0 are dropped. Train ``person_id`` = index of the identity in ``Train`` (0..N-1),
--1 for every other box (matched by exact coordinates). Test ``person_id`` = the number in the
-query's ``idname`` (``p10581`` -> 10581) for the boxes the gallery lists name, -1 otherwise.
+Boxes are stored x, y, w, h and converted once here to ``XYXY_ABS`` with x2 = x + w. Bad boxes
+follow the policy of :mod:`.load_checks` (zero-area ``Images.mat`` boxes dropped and counted,
+negative or non-finite ones an error naming file, record and values). Train ``person_id`` =
+index of the identity in ``Train`` (0..N-1), -1 for every other box (matched by exact
+coordinates). Test ``person_id`` = the number in the query's ``idname`` (``p10581`` -> 10581) for
+the boxes the gallery lists name, -1 otherwise. Every protocol file present is read and checked
+when the test split is loaded (through the protocol cache, see :mod:`.cuhk_protocol`); a variant's
+galleries are built when it is first asked for.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from detectron2.structures import BoxMode
 
 from ..search_protocol import QueryGalleries, SearchProtocol, SearchQuery
+from .array_cache import ArrayCache
+from .cuhk_protocol import ProtocolFile, read_protocol_file
+from .load_checks import DROP_NEGATIVE, DROP_ZERO_AREA, LoadSummary, check_annotation_boxes
 from .matfile import (
     AnnotationError,
     field,
@@ -49,15 +55,17 @@ from .matfile import (
     to_strings,
     xywh_to_xyxy,
 )
+from .options import cache_directory, data_options
 
 __all__ = [
     "CUHK_SYSU_GALLERY_SIZES",
     "CUHK_SYSU_SIZES",
+    "CuhkTestSplit",
+    "CuhkTrainSplit",
     "load_cuhk_sysu_test",
     "load_cuhk_sysu_train",
+    "protocol_cache",
 ]
-
-logger = logging.getLogger(__name__)
 
 # Gallery sizes of the official protocol files TestG<N>.mat.
 CUHK_SYSU_GALLERY_SIZES: tuple[int, ...] = (50, 100, 500, 1000, 2000, 4000)
@@ -78,7 +86,20 @@ _SUBSETS = {
     "occlusion": ("Occlusion.mat", "Occlusion1"),
     "resolution": ("Resolution.mat", "Test_Size"),
 }
-_IDNAME = re.compile(r"^p(\d+)$")
+# Lost positives named one by one in the load summary (the rest are counted).
+_NAMED = 5
+
+
+class CuhkTrainSplit(NamedTuple):
+    dicts: list[dict]
+    num_person_ids: int  # N: person_id in 0..N-1, -1 = unlabelled
+    summary: LoadSummary
+
+
+class CuhkTestSplit(NamedTuple):
+    dicts: list[dict]  # gallery images, then one dict per query
+    protocol: SearchProtocol
+    summary: LoadSummary
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,19 @@ class _Paths:
         return os.path.join(self.root, "annotation", "test", "subset", file_name)
 
 
+def protocol_cache() -> ArrayCache | None:
+    """The protocol cache the current options (:mod:`.options`) ask for, or None."""
+    options = data_options()
+    return ArrayCache(cache_directory(options)) if options.protocol_cache else None
+
+
+def _read_protocol(path: str, variable: str) -> ProtocolFile:
+    """A protocol file, through the cache when it is on and the file is large enough."""
+    cache = protocol_cache()
+    small = os.path.isfile(path) and os.path.getsize(path) < data_options().cache_min_bytes
+    return read_protocol_file(path, variable, None if small else cache)
+
+
 def _check_size(strict: bool, what: str, got: int) -> None:
     if strict and got != CUHK_SYSU_SIZES[what]:
         raise AnnotationError(
@@ -118,29 +152,46 @@ def _check_size(strict: bool, what: str, got: int) -> None:
         )
 
 
-def _read_images(paths: _Paths) -> dict[str, np.ndarray]:
-    """Images.mat -> {image name: (N, 4) float64 valid x, y, w, h boxes}, in file order."""
+@dataclass
+class _Images:
+    """Images.mat: per image the kept x, y, w, h boxes, and the dropped ones."""
+
+    boxes: dict[str, np.ndarray]  # image name -> (N, 4) kept boxes, in file order
+    dropped: dict[str, list[tuple[np.ndarray, str]]]  # image name -> [(box, reason)]
+
+
+def _read_images(paths: _Paths, summary: LoadSummary, drop_negative: bool) -> _Images:
     path = paths.images_mat
     img = load_mat(path, ["Img"])["Img"]
-    out: dict[str, np.ndarray] = {}
-    dropped = 0
+    names, per_image = [], []
     for i, rec in enumerate(records(img, f"{path}: Img")):
         where = f"{path}: Img[{i}]"
-        name = to_str(field(rec, "imname", where), f"{where}.imname")
+        names.append(to_str(field(rec, "imname", where), f"{where}.imname"))
         box_recs = records(field(rec, "box", where), f"{where}.box")
-        boxes = [
-            to_box(field(b, "idlocate", f"{where}.box"), f"{where}.box.idlocate") for b in box_recs
-        ]
-        boxes = np.stack([b for b in boxes if b.size]) if any(b.size for b in boxes) else None
-        if boxes is None:
-            boxes = np.zeros((0, 4), dtype=np.float64)
-        valid = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-        dropped += int((~valid).sum())
-        if name in out:
+        per_image.append(
+            [
+                to_box(field(b, "idlocate", f"{where}.box"), f"{where}.box.idlocate")
+                for b in box_recs
+            ]
+        )
+    rows = [(i, j, b) for i, boxes in enumerate(per_image) for j, b in enumerate(boxes) if b.size]
+    xywh = np.asarray([b for _, _, b in rows], dtype=np.float64).reshape(-1, 4)
+
+    def where(k: int) -> str:
+        i, j, _ = rows[k]
+        return f"{path}: Img[{i}] ({names[i]}).box[{j}].idlocate"
+
+    keep = check_annotation_boxes(xywh, where, summary, drop_negative=drop_negative)
+    negative = (xywh[:, 2] < 0) | (xywh[:, 3] < 0)
+    reasons = [DROP_NEGATIVE if n else DROP_ZERO_AREA for n in negative.tolist()]
+    out = _Images({}, {})
+    image_of = np.asarray([i for i, _, _ in rows], dtype=np.int64)
+    for i, name in enumerate(names):
+        if name in out.boxes:
             raise AnnotationError(f"{path}: image {name!r} listed twice in Img")
-        out[name] = boxes[valid]
-    if dropped:
-        logger.info("CUHK-SYSU: dropped %d boxes with w <= 0 or h <= 0 from %s", dropped, path)
+        mine = image_of == i
+        out.boxes[name] = xywh[mine & keep]
+        out.dropped[name] = [(xywh[k], reasons[k]) for k in np.flatnonzero(mine & ~keep)]
     return out
 
 
@@ -156,6 +207,14 @@ def _match_box(boxes: np.ndarray, box: np.ndarray) -> int:
     """Index of the row of ``boxes`` (N, 4) equal to ``box`` (4,), or -1."""
     hits = np.flatnonzero(np.all(boxes == box[None, :], axis=1))
     return int(hits[0]) if hits.size else -1
+
+
+def _why(images: _Images, name: str, box: np.ndarray) -> str:
+    """ " (dropped: <reason>)" when ``box`` of image ``name`` was dropped, else ""."""
+    for dropped, reason in images.dropped.get(name, ()):
+        if np.array_equal(dropped, box):
+            return f" (dropped: {reason})"
+    return ""
 
 
 def _image_dict(paths: _Paths, name: str, camera_id: int = -1) -> dict:
@@ -182,32 +241,47 @@ def _annotations(boxes_xywh: np.ndarray, pids: np.ndarray) -> list[dict]:
     ]
 
 
-def load_cuhk_sysu_train(root: str, *, strict_sizes: bool = False) -> tuple[list[dict], int]:
+def _finish_summary(summary: LoadSummary, dicts: list[dict]) -> None:
+    annotations = [a for d in dicts for a in d.get("annotations", ())]
+    summary.images = len(dicts)
+    summary.boxes = len(annotations)
+    summary.identities = len({a["person_id"] for a in annotations if a["person_id"] >= 0})
+
+
+def load_cuhk_sysu_train(
+    root: str, *, strict_sizes: bool = False, drop_negative_boxes: bool | None = None
+) -> CuhkTrainSplit:
     """Load the CUHK-SYSU training split.
 
+    Args:
+        drop_negative_boxes: see :mod:`.load_checks` (None: the process option, :mod:`.options`).
+
     Returns:
-        dataset dicts of the training images (all images minus the pool), and the number of
-        training identities N (``person_id`` in 0..N-1, -1 = unlabelled).
+        dataset dicts of the training images (all images minus the pool), the number of
+        training identities N (``person_id`` in 0..N-1, -1 = unlabelled), the load summary.
     """
+    if drop_negative_boxes is None:
+        drop_negative_boxes = data_options().drop_negative_boxes
     paths = _Paths(root)
-    images = _read_images(paths)
+    summary = LoadSummary(f"CUHK-SYSU train split at {root}")
+    images = _read_images(paths, summary, drop_negative_boxes)
     pool = set(_read_pool(paths))
-    _check_size(strict_sizes, "images", len(images))
+    _check_size(strict_sizes, "images", len(images.boxes))
     _check_size(strict_sizes, "test_images", len(pool))
-    missing = pool.difference(images)
+    missing = pool.difference(images.boxes)
     if missing:
         raise AnnotationError(
             f"{paths.pool_mat}: {len(missing)} pool images are not in {paths.images_mat} "
             f"(e.g. {sorted(missing)[:3]})"
         )
-    train_names = [name for name in images if name not in pool]
+    train_names = [name for name in images.boxes if name not in pool]
     _check_size(strict_sizes, "train_images", len(train_names))
-    pids = {name: np.full(len(images[name]), -1, dtype=np.int64) for name in train_names}
+    pids = {name: np.full(len(images.boxes[name]), -1, dtype=np.int64) for name in train_names}
 
     path = paths.train_mat
     identities = records(load_mat(path, ["Train"])["Train"], f"{path}: Train")
     _check_size(strict_sizes, "train_ids", len(identities))
-    unmatched = 0
+    unmatched = []
     for pid, rec in enumerate(identities):
         where = f"{path}: Train[{pid}]"
         for scene in records(field(rec, "scene", where), f"{where}.scene"):
@@ -215,154 +289,103 @@ def load_cuhk_sysu_train(root: str, *, strict_sizes: bool = False) -> tuple[list
             box = to_box(field(scene, "idlocate", f"{where}.scene"), f"{where}.scene.idlocate")
             if name not in pids:
                 raise AnnotationError(f"{where}: image {name!r} is not a training image")
-            row = _match_box(images[name], box) if box.size else -1
+            row = _match_box(images.boxes[name], box) if box.size else -1
             if row < 0:
-                unmatched += 1
+                unmatched.append((pid, name, box))
                 continue
             pids[name][row] = pid
     if unmatched:
-        logger.warning(
-            "CUHK-SYSU: %d boxes of %s match no valid box of %s; they stay unlabelled",
-            unmatched,
-            path,
-            paths.images_mat,
+        examples = ", ".join(
+            f"identity {pid} in {name} {box.tolist()}{_why(images, name, box)}"
+            for pid, name, box in unmatched[:_NAMED]
+        )
+        summary.note(
+            f"{len(unmatched)} boxes of {path} match no kept box of {paths.images_mat}; they stay "
+            f"unlabelled (e.g. {examples})"
         )
     dicts = []
     for name in train_names:
         record = _image_dict(paths, name)
-        record["annotations"] = _annotations(images[name], pids[name])
+        record["annotations"] = _annotations(images.boxes[name], pids[name])
         dicts.append(record)
-    return dicts, len(identities)
+    _finish_summary(summary, dicts)
+    return CuhkTrainSplit(dicts, len(identities), summary)
 
 
-@dataclass
-class _QueryList:
-    """The queries and galleries of one TestG / subset file, as read."""
-
-    image_ids: list[str]
-    boxes: np.ndarray  # (Q, 4) x, y, w, h
-    person_ids: np.ndarray  # (Q,) int64
-    gallery_names: list[list[str]]  # per query, in file order (duplicates kept)
-    gallery_boxes: list[list[np.ndarray]]  # per query, (4,) x, y, w, h or (0,) when absent
-
-
-def _parse_idname(value, where: str) -> int:
-    text = to_str(value, where)
-    match = _IDNAME.match(text)
-    if match is None:
-        raise AnnotationError(f"{where}: identity name {text!r} is not of the form 'p<number>'")
-    return int(match.group(1))
-
-
-def _read_query_file(path: str, variable: str, *, with_galleries: bool = True) -> _QueryList:
-    """Read a TestG<N> / Occlusion / Resolution file."""
-    items = records(load_mat(path, [variable])[variable], f"{path}: {variable}")
-    out = _QueryList([], np.zeros((len(items), 4)), np.zeros(len(items), np.int64), [], [])
-    for i, item in enumerate(items):
-        where = f"{path}: {variable}[{i}]"
-        query = records(field(item, "Query", where), f"{where}.Query")
-        if len(query) != 1:
-            raise AnnotationError(f"{where}.Query: expected one record, got {len(query)}")
-        q = query[0]
-        out.image_ids.append(to_str(field(q, "imname", f"{where}.Query"), f"{where}.Query.imname"))
-        box = to_box(field(q, "idlocate", f"{where}.Query"), f"{where}.Query.idlocate")
-        if box.size != 4:
-            raise AnnotationError(f"{where}.Query.idlocate: the query box is empty")
-        out.boxes[i] = box
-        out.person_ids[i] = _parse_idname(
-            field(q, "idname", f"{where}.Query"), f"{where}.Query.idname"
+def _check_same_queries(reference: ProtocolFile, other: ProtocolFile) -> None:
+    same = (
+        np.array_equal(reference.query_names, other.query_names)
+        and np.array_equal(reference.query_boxes, other.query_boxes)
+        and np.array_equal(reference.query_person_ids, other.query_person_ids)
+    )
+    if not same:
+        raise AnnotationError(
+            f"{other.path}: its queries differ from those of {reference.path} (the protocol "
+            "needs the same queries, in the same order, in every TestG<N>.mat)"
         )
-        if not with_galleries:
-            continue
-        names, boxes = [], []
-        for g in records(field(item, "Gallery", where), f"{where}.Gallery"):
-            names.append(to_str(field(g, "imname", f"{where}.Gallery"), f"{where}.Gallery.imname"))
-            boxes.append(
-                to_box(field(g, "idlocate", f"{where}.Gallery"), f"{where}.Gallery.idlocate")
-            )
-        out.gallery_names.append(names)
-        out.gallery_boxes.append(boxes)
-    return out
 
 
 def _galleries_variant(
-    name: str,
-    queries: _QueryList,
-    query_indices: np.ndarray,
-    gallery_index: dict[str, int],
-    path: str,
+    name: str, pf: ProtocolFile, query_indices: np.ndarray, gallery_index: dict[str, int]
 ) -> QueryGalleries:
-    galleries, positives = [], []
-    for names, boxes in zip(queries.gallery_names, queries.gallery_boxes):
-        try:
-            indices = np.asarray([gallery_index[n] for n in names], dtype=np.int64)
-        except KeyError as e:
-            raise AnnotationError(f"{path}: gallery image {e.args[0]!r} is not in pool.mat") from e
-        has_box = np.asarray([b.size == 4 for b in boxes], dtype=bool)
-        pos_boxes = (
-            xywh_to_xyxy(np.stack([b for b in boxes if b.size == 4]))
-            if has_box.any()
-            else np.zeros((0, 4), dtype=np.float64)
+    """The variant of a protocol file: its galleries mapped to the pool's order."""
+    table = np.asarray([gallery_index.get(str(n), -1) for n in pf.names], dtype=np.int64)
+    indices = table[pf.gallery_names] if len(pf.gallery_names) else np.zeros(0, np.int64)
+    if (indices < 0).any():
+        e = int(np.flatnonzero(indices < 0)[0])
+        image = str(pf.names[pf.gallery_names[e]])
+        raise AnnotationError(
+            f"{pf.where(*pf.entry_location(e))}: gallery image {image!r} is not in pool.mat"
         )
-        galleries.append(indices)
-        positives.append((indices[has_box], pos_boxes))
+    bounds = pf.gallery_offsets[1:-1]
+    galleries = np.split(indices, bounds)
+    has = np.split(pf.gallery_has_box, bounds)
+    located = np.concatenate([[0], np.cumsum(pf.gallery_has_box)])[pf.gallery_offsets]
+    box_bounds = located[1:-1]
+    boxes = np.split(xywh_to_xyxy(pf.gallery_boxes), box_bounds)
+    positives = [(g[h], b) for g, h, b in zip(galleries, has, boxes)]
     return QueryGalleries(
         name=name, query_indices=query_indices, galleries=galleries, positives=positives
     )
 
 
-def _check_same_queries(reference: _QueryList, other: _QueryList, path: str) -> None:
-    same = (
-        reference.image_ids == other.image_ids
-        and np.array_equal(reference.boxes, other.boxes)
-        and np.array_equal(reference.person_ids, other.person_ids)
-    )
-    if not same:
-        raise AnnotationError(
-            f"{path}: its queries differ from those of the reference TestG file (the protocol "
-            "needs the same queries, in the same order, in every TestG<N>.mat)"
-        )
-
-
-def _load_gallery_variant(
-    path: str, gallery_size: int, reference: _QueryList, gallery_index: dict[str, int]
+def _gallery_variant(
+    path: str, size: int, reference: ProtocolFile, gallery_index: dict[str, int]
 ) -> QueryGalleries:
-    queries = _read_query_file(path, f"TestG{gallery_size}")
-    _check_same_queries(reference, queries, path)
-    return _galleries_variant(
-        f"gallery_{gallery_size}",
-        queries,
-        np.arange(len(reference.image_ids), dtype=np.int64),
-        gallery_index,
-        path,
-    )
+    pf = reference if path == reference.path else _read_protocol(path, f"TestG{size}")
+    _check_same_queries(reference, pf)
+    queries = np.arange(reference.num_queries, dtype=np.int64)
+    return _galleries_variant(f"gallery_{size}", pf, queries, gallery_index)
 
 
-def _load_subset_variant(
+def _subset_variant(
     name: str,
     path: str,
     variable: str,
-    reference: _QueryList,
+    reference: ProtocolFile,
     gallery_index: dict[str, int],
     strict_sizes: bool,
 ) -> QueryGalleries:
-    subset = _read_query_file(path, variable)
-    _check_size(strict_sizes, name, len(subset.image_ids))
+    subset = _read_protocol(path, variable)
+    _check_size(strict_sizes, name, subset.num_queries)
     key_to_index = {
         (image_id, tuple(box)): i
-        for i, (image_id, box) in enumerate(zip(reference.image_ids, reference.boxes.tolist()))
+        for i, (image_id, box) in enumerate(
+            zip(reference.query_names.tolist(), reference.query_boxes.tolist())
+        )
     }
     indices = []
-    for image_id, box in zip(subset.image_ids, subset.boxes.tolist()):
+    for q, (image_id, box) in enumerate(
+        zip(subset.query_names.tolist(), subset.query_boxes.tolist())
+    ):
         index = key_to_index.get((image_id, tuple(box)))
         if index is None:
             raise AnnotationError(
-                f"{path}: query ({image_id}, box {box}) is not one of the main protocol's queries"
+                f"{subset.where(q)}: query ({image_id}, box {box}) is not one of the main "
+                "protocol's queries"
             )
         indices.append(index)
-    return _galleries_variant(
-        name, subset, np.asarray(indices, dtype=np.int64), gallery_index, path
-    )
+    return _galleries_variant(name, subset, np.asarray(indices, dtype=np.int64), gallery_index)
 
 
 def _all_variant(
@@ -395,23 +418,87 @@ def _all_variant(
     )
 
 
+def _label_gallery(
+    reference: ProtocolFile,
+    images: _Images,
+    pool: list[str],
+    summary: LoadSummary,
+) -> dict[str, np.ndarray]:
+    """Per pool image, the identity of each kept box (from the reference protocol file)."""
+    pids = {name: np.full(len(images.boxes[name]), -1, dtype=np.int64) for name in pool}
+    ref = reference
+    box_index = np.cumsum(ref.gallery_has_box) - 1
+    lost = []
+    for q in range(ref.num_queries):
+        pid = int(ref.query_person_ids[q])
+        entries = range(ref.gallery_offsets[q], ref.gallery_offsets[q + 1])
+        located = [(str(ref.query_names[q]), ref.query_boxes[q])]
+        located += [
+            (str(ref.names[ref.gallery_names[e]]), ref.gallery_boxes[box_index[e]])
+            for e in entries
+            if ref.gallery_has_box[e]
+        ]
+        for name, box in located:
+            if name not in pids:
+                raise AnnotationError(f"{ref.where(q)}: image {name!r} is not in pool.mat")
+            row = _match_box(images.boxes[name], box)
+            if row < 0:
+                lost.append((q, pid, name, box))
+            else:
+                pids[name][row] = pid
+    if lost:
+        examples = "; ".join(
+            f"query {q} (person {pid}) in {name} {box.tolist()}{_why(images, name, box)}"
+            for q, pid, name, box in lost[:_NAMED]
+        )
+        summary.note(
+            f"{len(lost)} boxes {reference.path} locates a query's person at match no kept box of "
+            f"Images.mat: not labelled, so no positive of the 'all' variant nor a detection "
+            f"ground truth ({examples})"
+        )
+    return pids
+
+
+def _note_zero_area_positives(pf: ProtocolFile, summary: LoadSummary) -> None:
+    zero = (pf.gallery_boxes[:, 2] == 0) | (pf.gallery_boxes[:, 3] == 0)
+    if zero.any():
+        entries = np.flatnonzero(pf.gallery_has_box)[zero]
+        where = ", ".join(pf.where(*pf.entry_location(int(e))) for e in entries[:_NAMED])
+        summary.note(
+            f"{len(entries)} gallery boxes of {pf.path} have no area; kept as listed (positives "
+            f"no detection can match): {where}"
+        )
+
+
 def load_cuhk_sysu_test(
-    root: str, *, strict_sizes: bool = False, protocol_name: str = "cuhk_sysu"
-) -> tuple[list[dict], SearchProtocol]:
+    root: str,
+    *,
+    strict_sizes: bool = False,
+    protocol_name: str = "cuhk_sysu",
+    drop_negative_boxes: bool | None = None,
+) -> CuhkTestSplit:
     """Load the CUHK-SYSU test split and its search protocol.
+
+    Every protocol file present is read and checked here (names, boxes, identity names, the
+    same queries in every ``TestG<N>.mat``, gallery images in the pool, subset queries among
+    the main ones), through the protocol cache; the variants' galleries are built when first
+    asked for.
 
     Returns:
         dataset dicts: the pool's gallery images (with annotations, original identity ids) then
-        one query dict per query (``query_index`` into ``protocol.queries``); and the
-        :class:`SearchProtocol` with variants ``gallery_<N>`` for every TestG<N>.mat present
-        (read lazily), ``occlusion`` / ``resolution`` when their files exist, and ``all``.
-        ``default_variant`` is ``gallery_100``, or the largest present size when TestG100.mat
-        is absent (the toy dataset may be too small for it).
+        one query dict per query (``query_index`` into ``protocol.queries``); the
+        :class:`SearchProtocol` with variants ``gallery_<N>`` for every TestG<N>.mat present,
+        ``occlusion`` / ``resolution`` when their files exist, and ``all``
+        (``default_variant``: ``gallery_100``, or the largest size present when TestG100.mat is
+        absent, as in the small toy dataset); the load summary.
     """
+    if drop_negative_boxes is None:
+        drop_negative_boxes = data_options().drop_negative_boxes
     paths = _Paths(root)
-    images = _read_images(paths)
+    summary = LoadSummary(f"CUHK-SYSU test split at {root}")
+    images = _read_images(paths, summary, drop_negative_boxes)
     pool = _read_pool(paths)
-    _check_size(strict_sizes, "images", len(images))
+    _check_size(strict_sizes, "images", len(images.boxes))
     _check_size(strict_sizes, "test_images", len(pool))
     sizes = [n for n in CUHK_SYSU_GALLERY_SIZES if os.path.isfile(paths.test_mat(n))]
     if strict_sizes and len(sizes) != len(CUHK_SYSU_GALLERY_SIZES):
@@ -422,60 +509,57 @@ def load_cuhk_sysu_test(
             f"no CUHK-SYSU protocol file found (looked for {paths.test_mat(_DEFAULT_GALLERY_SIZE)} "
             f"and the other sizes {CUHK_SYSU_GALLERY_SIZES})"
         )
+    for name in pool:
+        if name not in images.boxes:
+            raise AnnotationError(f"{paths.pool_mat}: pool image {name!r} is not in Images.mat")
     # The reference query list: TestG100 (the headline protocol) when present.
     ref_size = _DEFAULT_GALLERY_SIZE if _DEFAULT_GALLERY_SIZE in sizes else max(sizes)
-    ref_path = paths.test_mat(ref_size)
-    reference = _read_query_file(ref_path, f"TestG{ref_size}")
-    _check_size(strict_sizes, "queries", len(reference.image_ids))
+    reference = _read_protocol(paths.test_mat(ref_size), f"TestG{ref_size}")
+    _check_size(strict_sizes, "queries", reference.num_queries)
+    gallery_index = {name: i for i, name in enumerate(pool)}
+
+    # Check every protocol file now (before any inference): each variant is built once here.
+    loaders: dict[str, Callable[[], QueryGalleries]] = {}
+    for n in sizes:
+        loaders[f"gallery_{n}"] = _bind(
+            _gallery_variant, paths.test_mat(n), n, reference, gallery_index
+        )
+    for name, (file_name, variable) in _SUBSETS.items():
+        path = paths.subset_mat(file_name)
+        if os.path.isfile(path):
+            loaders[name] = _bind(
+                _subset_variant, name, path, variable, reference, gallery_index, strict_sizes
+            )
+        elif strict_sizes:
+            raise FileNotFoundError(f"CUHK-SYSU query subset file not found: {path}")
+    for load in loaders.values():
+        load()
+    for n in sizes:
+        pf = reference if n == ref_size else _read_protocol(paths.test_mat(n), f"TestG{n}")
+        _note_zero_area_positives(pf, summary)
 
     # Label the gallery boxes with the identities the protocol locates in them. Every gallery
     # list holds all images of its query person (they come first), so one file is enough.
-    pids = {name: np.full(len(images.get(name, ())), -1, dtype=np.int64) for name in pool}
-    for name in pool:
-        if name not in images:
-            raise AnnotationError(f"{paths.pool_mat}: pool image {name!r} is not in Images.mat")
-    unmatched = 0
-    for pid, q_name, q_box, g_names, g_boxes in zip(
-        reference.person_ids,
-        reference.image_ids,
-        reference.boxes,
-        reference.gallery_names,
-        reference.gallery_boxes,
-    ):
-        for name, box in zip([q_name, *g_names], [q_box, *g_boxes]):
-            if box.size != 4:
-                continue
-            if name not in pids:
-                raise AnnotationError(f"{ref_path}: image {name!r} is not in pool.mat")
-            row = _match_box(images[name], box)
-            if row < 0:
-                unmatched += 1
-            else:
-                pids[name][row] = pid
-    if unmatched:
-        logger.warning(
-            "CUHK-SYSU: %d boxes of %s match no valid box of %s; not labelled",
-            unmatched,
-            ref_path,
-            paths.images_mat,
-        )
-
+    pids = _label_gallery(reference, images, pool, summary)
     gallery_dicts = []
     for name in pool:
         record = _image_dict(paths, name)
-        record["annotations"] = _annotations(images[name], pids[name])
+        record["annotations"] = _annotations(images.boxes[name], pids[name])
         gallery_dicts.append(record)
-    gallery_index = {name: i for i, name in enumerate(pool)}
 
     queries = [
-        SearchQuery(image_id=name, box=xywh_to_xyxy(box)[0], person_id=int(pid), camera_id=-1)
-        for name, box, pid in zip(reference.image_ids, reference.boxes, reference.person_ids)
+        SearchQuery(image_id=str(name), box=xywh_to_xyxy(box)[0], person_id=int(pid), camera_id=-1)
+        for name, box, pid in zip(
+            reference.query_names, reference.query_boxes, reference.query_person_ids
+        )
     ]
     query_dicts = []
     size_cache: dict[str, tuple[int, int]] = {}
     for index, query in enumerate(queries):
-        if query.image_id not in images:
-            raise AnnotationError(f"{ref_path}: query image {query.image_id!r} not in Images.mat")
+        if query.image_id not in images.boxes:
+            raise AnnotationError(
+                f"{reference.where(index)}: query image {query.image_id!r} not in Images.mat"
+            )
         if query.image_id not in size_cache:
             size_cache[query.image_id] = image_size(os.path.join(paths.image_dir, query.image_id))
         height, width = size_cache[query.image_id]
@@ -491,31 +575,7 @@ def load_cuhk_sysu_test(
                 "person_id": query.person_id,
             }
         )
-
-    loaders: dict[str, Callable[[], QueryGalleries]] = {}
-    for n in sizes:
-        if n == ref_size:  # already parsed
-            loaders[f"gallery_{n}"] = _bind(
-                _galleries_variant,
-                f"gallery_{n}",
-                reference,
-                np.arange(len(queries), dtype=np.int64),
-                gallery_index,
-                ref_path,
-            )
-        else:
-            loaders[f"gallery_{n}"] = _bind(
-                _load_gallery_variant, paths.test_mat(n), n, reference, gallery_index
-            )
-    for name, (file_name, variable) in _SUBSETS.items():
-        path = paths.subset_mat(file_name)
-        if os.path.isfile(path):
-            loaders[name] = _bind(
-                _load_subset_variant, name, path, variable, reference, gallery_index, strict_sizes
-            )
-        elif strict_sizes:
-            raise FileNotFoundError(f"CUHK-SYSU query subset file not found: {path}")
-    all_variant = _all_variant(reference.person_ids, pool, gallery_dicts, queries)
+    all_variant = _all_variant(reference.query_person_ids, pool, gallery_dicts, queries)
     loaders["all"] = lambda: all_variant
     protocol = SearchProtocol(
         name=protocol_name,
@@ -525,7 +585,9 @@ def load_cuhk_sysu_test(
         variant_loaders=loaders,
         default_variant=f"gallery_{ref_size}",
     )
-    return gallery_dicts + query_dicts, protocol
+    _finish_summary(summary, gallery_dicts)
+    summary.queries = len(queries)
+    return CuhkTestSplit(gallery_dicts + query_dicts, protocol, summary)
 
 
 def _bind(fn: Callable[..., QueryGalleries], *args) -> Callable[[], QueryGalleries]:

@@ -70,7 +70,7 @@ def _scalar(value: float) -> np.ndarray:
 
 
 def _empty() -> np.ndarray:
-    return np.zeros((0, 0), dtype=np.float64)
+    return np.zeros((1, 0), dtype=np.float64)  # 1x0, as the real files hold an absent person
 
 
 def write_cuhk_sysu(
