@@ -25,7 +25,14 @@ import numpy as np
 import scipy.io
 from PIL import Image, UnidentifiedImageError
 
-from .matv5 import LeafColumn, MatFormatError, RecordBatch, StructColumn, iter_record_batches
+from .matv5 import (
+    LeafColumn,
+    MatFormatError,
+    MatValueError,
+    RecordBatch,
+    StructColumn,
+    iter_record_batches,
+)
 
 __all__ = [
     "AnnotationError",
@@ -218,6 +225,8 @@ def read_record_batches(
         batches = list(iter_record_batches(path, variable, wanted))
     except KeyError as e:
         raise AnnotationError(f"{path}: missing variable(s) {[variable]} ({e.args[0]})") from e
+    except MatValueError as e:
+        raise AnnotationError(f"{path}: {variable}: {e}") from e
     except (MatFormatError, OSError) as e:
         logger.warning(
             "%s: the vectorised MAT reader does not handle this file (%s); reading it with "

@@ -29,6 +29,7 @@ import numpy as np
 __all__ = [
     "LeafColumn",
     "MatFormatError",
+    "MatValueError",
     "RecordBatch",
     "StructColumn",
     "iter_record_batches",
@@ -78,6 +79,10 @@ _MAX_CHARS = 4096
 
 class MatFormatError(Exception):
     """The bytes are not in the subset of the format this reader decodes, or are corrupt."""
+
+
+class MatValueError(ValueError):
+    """Well-formed bytes holding an invalid value (a char value that is not valid UTF-8)."""
 
 
 def _pad8(n):
@@ -270,15 +275,18 @@ def _variable_elements(path: str) -> Iterator[tuple[str, int, int, bool, str]]:
                 compressed = True
                 next_pos = pos + 8 + nbytes
             elif typ == _MI_MATRIX:
-                head = f.read(min(nbytes + 8, 1 << 12))
-                head = struct.pack(endian + "II", typ, nbytes) + head[:-8]
+                head = struct.pack(endian + "II", typ, nbytes) + f.read(min(nbytes, 1 << 12))
                 compressed = False
                 next_pos = pos + 8 + _pad8(nbytes)
             else:
                 raise MatFormatError(f"{path}: unexpected element type {typ} at offset {pos}")
             if next_pos > size:
                 raise MatFormatError(f"{path}: truncated (element at {pos} ends past the file)")
-            yield _variable_name(head, endian, path), pos + 8, nbytes, compressed, endian
+            name = _variable_name(head, endian, path)
+            if compressed:  # the stream is the decompressed element, tag included
+                yield name, pos + 8, nbytes, True, endian
+            else:
+                yield name, pos, 8 + nbytes, False, endian
             pos = next_pos
 
 
@@ -637,7 +645,7 @@ def _decode(raw: bytes | str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise MatFormatError(f"a char value is not valid UTF-8: {raw!r}") from e
+        raise MatValueError(f"a char value is not valid UTF-8: {raw!r}") from e
 
 
 def _gather(reader: _Bytes, start: np.ndarray, counts: np.ndarray, code: str) -> np.ndarray:
