@@ -325,10 +325,9 @@ def _check_same_queries(reference: ProtocolFile, other: ProtocolFile) -> None:
         )
 
 
-def _galleries_variant(
-    name: str, pf: ProtocolFile, query_indices: np.ndarray, gallery_index: dict[str, int]
-) -> QueryGalleries:
-    """The variant of a protocol file: its galleries mapped to the pool's order."""
+def _pool_indices(pf: ProtocolFile, gallery_index: dict[str, int]) -> np.ndarray:
+    """(E,) index in the pool of every gallery entry of ``pf``; an entry outside the pool is an
+    error naming the file and the entry."""
     table = np.asarray([gallery_index.get(str(n), -1) for n in pf.names], dtype=np.int64)
     indices = table[pf.gallery_names] if len(pf.gallery_names) else np.zeros(0, np.int64)
     if (indices < 0).any():
@@ -337,37 +336,27 @@ def _galleries_variant(
         raise AnnotationError(
             f"{pf.where(*pf.entry_location(e))}: gallery image {image!r} is not in pool.mat"
         )
+    return indices
+
+
+def _galleries_variant(
+    name: str, pf: ProtocolFile, query_indices: np.ndarray, gallery_index: dict[str, int]
+) -> QueryGalleries:
+    """The variant of a protocol file: its galleries mapped to the pool's order."""
     bounds = pf.gallery_offsets[1:-1]
-    galleries = np.split(indices, bounds)
+    galleries = np.split(_pool_indices(pf, gallery_index), bounds)
     has = np.split(pf.gallery_has_box, bounds)
     located = np.concatenate([[0], np.cumsum(pf.gallery_has_box)])[pf.gallery_offsets]
-    box_bounds = located[1:-1]
-    boxes = np.split(xywh_to_xyxy(pf.gallery_boxes), box_bounds)
+    boxes = np.split(xywh_to_xyxy(pf.gallery_boxes), located[1:-1])
     positives = [(g[h], b) for g, h, b in zip(galleries, has, boxes)]
     return QueryGalleries(
         name=name, query_indices=query_indices, galleries=galleries, positives=positives
     )
 
 
-def _gallery_variant(
-    path: str, size: int, reference: ProtocolFile, gallery_index: dict[str, int]
-) -> QueryGalleries:
-    pf = reference if path == reference.path else _read_protocol(path, f"TestG{size}")
-    _check_same_queries(reference, pf)
-    queries = np.arange(reference.num_queries, dtype=np.int64)
-    return _galleries_variant(f"gallery_{size}", pf, queries, gallery_index)
-
-
-def _subset_variant(
-    name: str,
-    path: str,
-    variable: str,
-    reference: ProtocolFile,
-    gallery_index: dict[str, int],
-    strict_sizes: bool,
-) -> QueryGalleries:
-    subset = _read_protocol(path, variable)
-    _check_size(strict_sizes, name, subset.num_queries)
+def _subset_queries(subset: ProtocolFile, reference: ProtocolFile) -> np.ndarray:
+    """(Q_subset,) index of each subset query among the reference's queries (by image and
+    box); a query not among them is an error naming the file and the record."""
     key_to_index = {
         (image_id, tuple(box)): i
         for i, (image_id, box) in enumerate(
@@ -385,7 +374,7 @@ def _subset_variant(
                 "protocol's queries"
             )
         indices.append(index)
-    return _galleries_variant(name, subset, np.asarray(indices, dtype=np.int64), gallery_index)
+    return np.asarray(indices, dtype=np.int64)
 
 
 def _all_variant(
@@ -479,10 +468,10 @@ def load_cuhk_sysu_test(
 ) -> CuhkTestSplit:
     """Load the CUHK-SYSU test split and its search protocol.
 
-    Every protocol file present is read and checked here (names, boxes, identity names, the
-    same queries in every ``TestG<N>.mat``, gallery images in the pool, subset queries among
-    the main ones), through the protocol cache; the variants' galleries are built when first
-    asked for.
+    Every protocol file present is read once and checked here (names, boxes, identity names,
+    the same queries in every ``TestG<N>.mat``, gallery images in the pool, subset queries among
+    the main ones), through the protocol cache; its compact arrays are kept and the variants'
+    galleries built from them when first asked for.
 
     Returns:
         dataset dicts: the pool's gallery images (with annotations, original identity ids) then
@@ -505,10 +494,8 @@ def load_cuhk_sysu_test(
         missing = [paths.test_mat(n) for n in CUHK_SYSU_GALLERY_SIZES if n not in sizes]
         raise FileNotFoundError(f"CUHK-SYSU protocol files not found: {missing}")
     if not sizes:
-        raise FileNotFoundError(
-            f"no CUHK-SYSU protocol file found (looked for {paths.test_mat(_DEFAULT_GALLERY_SIZE)} "
-            f"and the other sizes {CUHK_SYSU_GALLERY_SIZES})"
-        )
+        looked = [paths.test_mat(n) for n in CUHK_SYSU_GALLERY_SIZES]
+        raise FileNotFoundError(f"no CUHK-SYSU protocol file found: none of {looked} exists")
     for name in pool:
         if name not in images.boxes:
             raise AnnotationError(f"{paths.pool_mat}: pool image {name!r} is not in Images.mat")
@@ -518,25 +505,29 @@ def load_cuhk_sysu_test(
     _check_size(strict_sizes, "queries", reference.num_queries)
     gallery_index = {name: i for i, name in enumerate(pool)}
 
-    # Check every protocol file now (before any inference): each variant is built once here.
+    # Read and check every protocol file now (before any inference). Their compact arrays are
+    # kept (the six real files: ~110 MB), so that a variant never reads its file again.
     loaders: dict[str, Callable[[], QueryGalleries]] = {}
+    all_queries = np.arange(reference.num_queries, dtype=np.int64)
     for n in sizes:
+        pf = reference if n == ref_size else _read_protocol(paths.test_mat(n), f"TestG{n}")
+        _check_same_queries(reference, pf)
+        _pool_indices(pf, gallery_index)
+        _note_zero_area_positives(pf, summary)
         loaders[f"gallery_{n}"] = _bind(
-            _gallery_variant, paths.test_mat(n), n, reference, gallery_index
+            _galleries_variant, f"gallery_{n}", pf, all_queries, gallery_index
         )
     for name, (file_name, variable) in _SUBSETS.items():
         path = paths.subset_mat(file_name)
-        if os.path.isfile(path):
-            loaders[name] = _bind(
-                _subset_variant, name, path, variable, reference, gallery_index, strict_sizes
-            )
-        elif strict_sizes:
-            raise FileNotFoundError(f"CUHK-SYSU query subset file not found: {path}")
-    for load in loaders.values():
-        load()
-    for n in sizes:
-        pf = reference if n == ref_size else _read_protocol(paths.test_mat(n), f"TestG{n}")
-        _note_zero_area_positives(pf, summary)
+        if not os.path.isfile(path):
+            if strict_sizes:
+                raise FileNotFoundError(f"CUHK-SYSU query subset file not found: {path}")
+            continue
+        subset = _read_protocol(path, variable)
+        _check_size(strict_sizes, name, subset.num_queries)
+        indices = _subset_queries(subset, reference)
+        _pool_indices(subset, gallery_index)
+        loaders[name] = _bind(_galleries_variant, name, subset, indices, gallery_index)
 
     # Label the gallery boxes with the identities the protocol locates in them. Every gallery
     # list holds all images of its query person (they come first), so one file is enough.
@@ -585,9 +576,27 @@ def load_cuhk_sysu_test(
         variant_loaders=loaders,
         default_variant=f"gallery_{ref_size}",
     )
+    _note_repeated_queries(reference, summary)
     _finish_summary(summary, gallery_dicts)
     summary.queries = len(queries)
+    summary.variants = list(loaders)
     return CuhkTestSplit(gallery_dicts + query_dicts, protocol, summary)
+
+
+def _note_repeated_queries(reference: ProtocolFile, summary: LoadSummary) -> None:
+    first: dict[tuple, int] = {}
+    for q, key in enumerate(
+        zip(
+            reference.query_names.tolist(),
+            map(tuple, reference.query_boxes.tolist()),
+            reference.query_person_ids.tolist(),
+        )
+    ):
+        if key in first:
+            summary.note(
+                f"{reference.where(q)} repeats query {first[key]}: evaluated twice, as listed"
+            )
+        first.setdefault(key, q)
 
 
 def _bind(fn: Callable[..., QueryGalleries], *args) -> Callable[[], QueryGalleries]:

@@ -213,8 +213,9 @@ def get_num_person_ids(name: str) -> int:
     registration = _REGISTERED.get(name)
     if static is not None:
         count = static
-    elif registration is not None and "num_person_ids" in registration.facts:
-        count = load_split(name).num_person_ids
+    elif registration is not None:
+        has_count = "num_person_ids" in registration.facts
+        count = load_split(name).num_person_ids if has_count else None
     elif name in DatasetCatalog.list():
         count = _count_identities(DatasetCatalog.get(name))
     else:

@@ -51,6 +51,7 @@ class LoadSummary:
         boxes: person boxes kept.
         identities: distinct labelled identities among the kept boxes.
         queries: queries of a test split (None for a training split).
+        variants: the search protocol's variants (test split).
         dropped: reason -> number of boxes dropped for it.
         notes: things that changed what the files state or that a user should check (a
             positive lost with a dropped box, a protocol box matching no annotation ...).
@@ -61,6 +62,7 @@ class LoadSummary:
     boxes: int = 0
     identities: int = 0
     queries: int | None = None
+    variants: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -73,10 +75,11 @@ class LoadSummary:
 
     def __str__(self) -> str:
         queries = "" if self.queries is None else f", {self.queries} queries"
+        variants = f" (variants: {', '.join(self.variants)})" if self.variants else ""
         dropped = ", ".join(f"{n} ({reason})" for reason, n in self.dropped.items()) or "none"
         lines = [
             f"{self.dataset}: {self.images} images, {self.boxes} boxes, {self.identities} "
-            f"identities{queries}; boxes dropped: {dropped}"
+            f"identities{queries}{variants}; boxes dropped: {dropped}"
         ]
         lines += [f"  note: {text}" for text in self.notes[:_NOTES_SHOWN]]
         if len(self.notes) > _NOTES_SHOWN:

@@ -143,12 +143,22 @@ def _unwrap(value, where: str):
     return value
 
 
+# What scipy.io.loadmat puts in place of bytes that are not UTF-8.
+_REPLACEMENT = "\ufffd"
+
+
+def _checked_text(text: str, where: str) -> str:
+    if _REPLACEMENT in text:
+        raise AnnotationError(f"{where}: {text!r} is not valid UTF-8 text in the file")
+    return text
+
+
 def to_str(value, where: str) -> str:
     """A MATLAB char array (possibly wrapped in cells) as a Python string."""
     value = _unwrap(value, where)
     if not isinstance(value, str):
         raise AnnotationError(f"{where}: expected a string, got {type(value).__name__}")
-    return str(value)
+    return _checked_text(str(value), where)
 
 
 def to_float(value, where: str) -> float:
@@ -166,7 +176,7 @@ def to_strings(value, where: str) -> list[str]:
     if arr.dtype == object:
         return [to_str(item, where) for item in arr.reshape(-1)]
     if arr.dtype.kind == "U":
-        return [str(s) for s in arr.reshape(-1)]
+        return [_checked_text(str(s), where) for s in arr.reshape(-1)]
     raise AnnotationError(f"{where}: expected a cell array of strings, got {arr.dtype}")
 
 
@@ -256,7 +266,7 @@ def _loadmat_batch(path: str, variable: str, wanted: dict[str, Sequence[str]]) -
         offsets = np.zeros(len(structs) + 1, dtype=np.int64)
         np.cumsum([len(s) for s in structs], out=offsets[1:])
         leaves = {
-            leaf: _leaf_column([e[leaf] for e in elements])
+            leaf: _leaf_column([e[leaf] for e in elements], f"{path}: {variable}.{name}.{leaf}")
             for leaf in leaf_fields
             if elements and all(leaf in e.dtype.names for e in elements)
         }
@@ -264,7 +274,7 @@ def _loadmat_batch(path: str, variable: str, wanted: dict[str, Sequence[str]]) -
     return RecordBatch(0, len(recs), fields, columns)
 
 
-def _leaf_column(values: list) -> LeafColumn:
+def _leaf_column(values: list, where: str) -> LeafColumn:
     """A :class:`LeafColumn` from the arrays ``scipy.io.loadmat`` returned for one field."""
     m = len(values)
     classes = np.zeros(m, dtype=np.int64)
@@ -278,7 +288,7 @@ def _leaf_column(values: list) -> LeafColumn:
             rows = arr.reshape(-1, order="F").tolist()
             shapes[i] = (len(rows), max((len(r) for r in rows), default=0))
             text_ids[i] = len(texts)
-            texts.append("".join(rows))
+            texts.append(_checked_text("".join(rows), where))
         elif arr.dtype.kind in "biuf" and arr.ndim <= 2:
             classes[i] = 6
             shapes[i] = arr.shape if arr.ndim == 2 else (1, arr.size)

@@ -429,6 +429,7 @@ def load_prw_test(
         default_variant="all",
     )
     _summarize(summary, gallery_dicts).queries = len(queries)
+    summary.variants = list(variants)
     return PrwTestSplit(gallery_dicts + query_dicts, protocol, summary)
 
 
