@@ -309,6 +309,13 @@ def load_cuhk_sysu_train(
         record["annotations"] = _annotations(images.boxes[name], pids[name])
         dicts.append(record)
     _finish_summary(summary, dicts)
+    if summary.identities != len(identities):
+        labelled = {int(p) for p in np.concatenate([*pids.values(), np.zeros(0, np.int64)])}
+        unused = [pid for pid in range(len(identities)) if pid not in labelled]
+        summary.note(
+            f"{len(unused)} of the {len(identities)} identities of {path} label no box (e.g. "
+            f"Train{unused[:_NAMED]}); the identity table keeps their rows"
+        )
     return CuhkTrainSplit(dicts, len(identities), summary)
 
 
@@ -527,6 +534,7 @@ def load_cuhk_sysu_test(
         _check_size(strict_sizes, name, subset.num_queries)
         indices = _subset_queries(subset, reference)
         _pool_indices(subset, gallery_index)
+        _note_repeated_queries(subset, summary)
         loaders[name] = _bind(_galleries_variant, name, subset, indices, gallery_index)
 
     # Label the gallery boxes with the identities the protocol locates in them. Every gallery

@@ -53,6 +53,7 @@ class LoadSummary:
         queries: queries of a test split (None for a training split).
         variants: the search protocol's variants (test split).
         dropped: reason -> number of boxes dropped for it.
+        clipped: kept boxes whose negative coordinates were clipped to 0 (PRW).
         notes: things that changed what the files state or that a user should check (a
             positive lost with a dropped box, a protocol box matching no annotation ...).
     """
@@ -64,6 +65,7 @@ class LoadSummary:
     queries: int | None = None
     variants: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    clipped: int = 0
     notes: list[str] = field(default_factory=list)
 
     def drop(self, reason: str, count: int) -> None:
@@ -80,6 +82,7 @@ class LoadSummary:
         lines = [
             f"{self.dataset}: {self.images} images, {self.boxes} boxes, {self.identities} "
             f"identities{queries}{variants}; boxes dropped: {dropped}"
+            + (f"; boxes clipped to the image: {self.clipped}" if self.clipped else "")
         ]
         lines += [f"  note: {text}" for text in self.notes[:_NOTES_SHOWN]]
         if len(self.notes) > _NOTES_SHOWN:

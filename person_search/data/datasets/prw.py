@@ -170,11 +170,13 @@ def _boxes_with_policy(
         xywh, lambda i: f"{path}: {variable} row {i + 1}", summary, drop_negative=drop_negative
     )
     reasons = np.where((xywh[:, 2] < 0) | (xywh[:, 3] < 0), DROP_NEGATIVE, DROP_ZERO_AREA)
-    boxes = np.clip(xywh_to_xyxy(xywh), 0.0, None)
+    unclipped = xywh_to_xyxy(xywh)
+    boxes = np.clip(unclipped, 0.0, None)
     outside = keep & ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))
     summary.drop(DROP_OUTSIDE, int(outside.sum()))
     reasons = np.where(outside, DROP_OUTSIDE, reasons)
     keep &= ~outside
+    summary.clipped += int((keep & (boxes != unclipped).any(axis=1)).sum())
     dropped = [(int(i) + 1, int(ids[i]), str(reasons[i])) for i in np.flatnonzero(~keep)]
     return ids[keep], boxes[keep], dropped
 
