@@ -20,12 +20,20 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..search_protocol import QueryGalleries
 from .array_cache import ArrayCache
 from .load_checks import check_protocol_boxes
-from .matfile import AnnotationError, read_record_batches
+from .matfile import AnnotationError, read_record_batches, xywh_to_xyxy
 from .matv5 import LeafColumn, RecordBatch
 
-__all__ = ["PROTOCOL_FORMAT", "ProtocolFile", "parse_protocol_file", "read_protocol_file"]
+__all__ = [
+    "PROTOCOL_FORMAT",
+    "ProtocolFile",
+    "parse_protocol_file",
+    "pool_indices",
+    "query_galleries",
+    "read_protocol_file",
+]
 
 # Names the arrays a ProtocolFile stores (part of the cache key: change it when they change).
 PROTOCOL_FORMAT = "cuhk_protocol_v1"
@@ -213,6 +221,36 @@ def _parse_batch(path, variable, batch: RecordBatch, table, parts, boxes) -> Non
         has, g_boxes = _boxes(gallery.leaves["idlocate"], g_where("idlocate"), True)
         parts["has"].append(has)
         boxes.append(g_boxes)
+
+
+def pool_indices(pf: ProtocolFile, gallery_index: dict[str, int]) -> np.ndarray:
+    """(E,) index in the pool of every gallery entry of ``pf``; an entry outside the pool is an
+    error naming the file and the entry."""
+    table = np.asarray([gallery_index.get(str(n), -1) for n in pf.names], dtype=np.int64)
+    indices = table[pf.gallery_names] if len(pf.gallery_names) else np.zeros(0, np.int64)
+    if (indices < 0).any():
+        e = int(np.flatnonzero(indices < 0)[0])
+        image = str(pf.names[pf.gallery_names[e]])
+        raise AnnotationError(
+            f"{pf.where(*pf.entry_location(e))}: gallery image {image!r} is not in pool.mat"
+        )
+    return indices
+
+
+def query_galleries(
+    name: str, pf: ProtocolFile, query_indices: np.ndarray, gallery_index: dict[str, int]
+) -> QueryGalleries:
+    """The protocol variant ``name`` of a protocol file: its galleries and positives (boxes
+    ``XYXY_ABS``) as indices into the gallery images ``gallery_index`` maps names to."""
+    bounds = pf.gallery_offsets[1:-1]
+    galleries = np.split(pool_indices(pf, gallery_index), bounds)
+    has = np.split(pf.gallery_has_box, bounds)
+    located = np.concatenate([[0], np.cumsum(pf.gallery_has_box)])[pf.gallery_offsets]
+    boxes = np.split(xywh_to_xyxy(pf.gallery_boxes), located[1:-1])
+    positives = [(g[h], b) for g, h, b in zip(galleries, has, boxes)]
+    return QueryGalleries(
+        name=name, query_indices=query_indices, galleries=galleries, positives=positives
+    )
 
 
 def _parse_idname(text: str) -> int:

@@ -42,7 +42,7 @@ from detectron2.structures import BoxMode
 
 from ..search_protocol import QueryGalleries, SearchProtocol, SearchQuery
 from .array_cache import ArrayCache
-from .cuhk_protocol import ProtocolFile, read_protocol_file
+from .cuhk_protocol import ProtocolFile, pool_indices, query_galleries, read_protocol_file
 from .load_checks import DROP_NEGATIVE, DROP_ZERO_AREA, LoadSummary, check_annotation_boxes
 from .matfile import (
     AnnotationError,
@@ -160,7 +160,9 @@ class _Images:
     dropped: dict[str, list[tuple[np.ndarray, str]]]  # image name -> [(box, reason)]
 
 
-def _read_images(paths: _Paths, summary: LoadSummary, drop_negative: bool) -> _Images:
+def _read_images(paths: _Paths, drop_negative: bool) -> _Images:
+    """Read Images.mat and apply the bad-box policy to every box (an error anywhere in the
+    file stops the load; the drops are counted per split, see :func:`_finish_summary`)."""
     path = paths.images_mat
     img = load_mat(path, ["Img"])["Img"]
     names, per_image = [], []
@@ -181,7 +183,8 @@ def _read_images(paths: _Paths, summary: LoadSummary, drop_negative: bool) -> _I
         i, j, _ = rows[k]
         return f"{path}: Img[{i}] ({names[i]}).box[{j}].idlocate"
 
-    keep = check_annotation_boxes(xywh, where, summary, drop_negative=drop_negative)
+    scratch = LoadSummary(path)  # drops are counted for the split's images only
+    keep = check_annotation_boxes(xywh, where, scratch, drop_negative=drop_negative)
     negative = (xywh[:, 2] < 0) | (xywh[:, 3] < 0)
     reasons = [DROP_NEGATIVE if n else DROP_ZERO_AREA for n in negative.tolist()]
     out = _Images({}, {})
@@ -241,7 +244,11 @@ def _annotations(boxes_xywh: np.ndarray, pids: np.ndarray) -> list[dict]:
     ]
 
 
-def _finish_summary(summary: LoadSummary, dicts: list[dict]) -> None:
+def _finish_summary(summary: LoadSummary, dicts: list[dict], images: _Images) -> None:
+    """Counts of the split's images, kept boxes, identities and dropped boxes."""
+    for record in dicts:
+        for _, reason in images.dropped[record["image_id"]]:
+            summary.drop(reason, 1)
     annotations = [a for d in dicts for a in d.get("annotations", ())]
     summary.images = len(dicts)
     summary.boxes = len(annotations)
@@ -264,7 +271,7 @@ def load_cuhk_sysu_train(
         drop_negative_boxes = data_options().drop_negative_boxes
     paths = _Paths(root)
     summary = LoadSummary(f"CUHK-SYSU train split at {root}")
-    images = _read_images(paths, summary, drop_negative_boxes)
+    images = _read_images(paths, drop_negative_boxes)
     pool = set(_read_pool(paths))
     _check_size(strict_sizes, "images", len(images.boxes))
     _check_size(strict_sizes, "test_images", len(pool))
@@ -308,7 +315,7 @@ def load_cuhk_sysu_train(
         record = _image_dict(paths, name)
         record["annotations"] = _annotations(images.boxes[name], pids[name])
         dicts.append(record)
-    _finish_summary(summary, dicts)
+    _finish_summary(summary, dicts, images)
     if summary.identities != len(identities):
         labelled = {int(p) for p in np.concatenate([*pids.values(), np.zeros(0, np.int64)])}
         unused = [pid for pid in range(len(identities)) if pid not in labelled]
@@ -330,35 +337,6 @@ def _check_same_queries(reference: ProtocolFile, other: ProtocolFile) -> None:
             f"{other.path}: its queries differ from those of {reference.path} (the protocol "
             "needs the same queries, in the same order, in every TestG<N>.mat)"
         )
-
-
-def _pool_indices(pf: ProtocolFile, gallery_index: dict[str, int]) -> np.ndarray:
-    """(E,) index in the pool of every gallery entry of ``pf``; an entry outside the pool is an
-    error naming the file and the entry."""
-    table = np.asarray([gallery_index.get(str(n), -1) for n in pf.names], dtype=np.int64)
-    indices = table[pf.gallery_names] if len(pf.gallery_names) else np.zeros(0, np.int64)
-    if (indices < 0).any():
-        e = int(np.flatnonzero(indices < 0)[0])
-        image = str(pf.names[pf.gallery_names[e]])
-        raise AnnotationError(
-            f"{pf.where(*pf.entry_location(e))}: gallery image {image!r} is not in pool.mat"
-        )
-    return indices
-
-
-def _galleries_variant(
-    name: str, pf: ProtocolFile, query_indices: np.ndarray, gallery_index: dict[str, int]
-) -> QueryGalleries:
-    """The variant of a protocol file: its galleries mapped to the pool's order."""
-    bounds = pf.gallery_offsets[1:-1]
-    galleries = np.split(_pool_indices(pf, gallery_index), bounds)
-    has = np.split(pf.gallery_has_box, bounds)
-    located = np.concatenate([[0], np.cumsum(pf.gallery_has_box)])[pf.gallery_offsets]
-    boxes = np.split(xywh_to_xyxy(pf.gallery_boxes), located[1:-1])
-    positives = [(g[h], b) for g, h, b in zip(galleries, has, boxes)]
-    return QueryGalleries(
-        name=name, query_indices=query_indices, galleries=galleries, positives=positives
-    )
 
 
 def _subset_queries(subset: ProtocolFile, reference: ProtocolFile) -> np.ndarray:
@@ -492,7 +470,7 @@ def load_cuhk_sysu_test(
         drop_negative_boxes = data_options().drop_negative_boxes
     paths = _Paths(root)
     summary = LoadSummary(f"CUHK-SYSU test split at {root}")
-    images = _read_images(paths, summary, drop_negative_boxes)
+    images = _read_images(paths, drop_negative_boxes)
     pool = _read_pool(paths)
     _check_size(strict_sizes, "images", len(images.boxes))
     _check_size(strict_sizes, "test_images", len(pool))
@@ -519,10 +497,10 @@ def load_cuhk_sysu_test(
     for n in sizes:
         pf = reference if n == ref_size else _read_protocol(paths.test_mat(n), f"TestG{n}")
         _check_same_queries(reference, pf)
-        _pool_indices(pf, gallery_index)
+        pool_indices(pf, gallery_index)
         _note_zero_area_positives(pf, summary)
         loaders[f"gallery_{n}"] = _bind(
-            _galleries_variant, f"gallery_{n}", pf, all_queries, gallery_index
+            query_galleries, f"gallery_{n}", pf, all_queries, gallery_index
         )
     for name, (file_name, variable) in _SUBSETS.items():
         path = paths.subset_mat(file_name)
@@ -533,9 +511,9 @@ def load_cuhk_sysu_test(
         subset = _read_protocol(path, variable)
         _check_size(strict_sizes, name, subset.num_queries)
         indices = _subset_queries(subset, reference)
-        _pool_indices(subset, gallery_index)
+        pool_indices(subset, gallery_index)
         _note_repeated_queries(subset, summary)
-        loaders[name] = _bind(_galleries_variant, name, subset, indices, gallery_index)
+        loaders[name] = _bind(query_galleries, name, subset, indices, gallery_index)
 
     # Label the gallery boxes with the identities the protocol locates in them. Every gallery
     # list holds all images of its query person (they come first), so one file is enough.
@@ -585,7 +563,7 @@ def load_cuhk_sysu_test(
         default_variant=f"gallery_{ref_size}",
     )
     _note_repeated_queries(reference, summary)
-    _finish_summary(summary, gallery_dicts)
+    _finish_summary(summary, gallery_dicts, images)
     summary.queries = len(queries)
     summary.variants = list(loaders)
     return CuhkTestSplit(gallery_dicts + query_dicts, protocol, summary)
