@@ -60,11 +60,11 @@ def main(argv: list[str] | None = None) -> OrderedDict:
     """Run the evaluation; returns the metrics dict (percent) and prints the table."""
     args = parse_args(argv)
     logger = setup_logger(name="person_search")
+    if args.no_cache:
+        set_data_options(protocol_cache=False)
     saved = load_search_results(args.file)
     protocol, ground_truth = saved.protocol, saved.ground_truth
     dataset_name = saved.dataset_name
-    if args.no_cache:
-        set_data_options(protocol_cache=False)
     if args.dataset is not None:
         dataset_name = args.dataset
         protocol, ground_truth = load_protocol_and_ground_truth(dataset_name)

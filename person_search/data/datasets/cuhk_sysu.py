@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 from detectron2.structures import BoxMode
@@ -43,7 +42,15 @@ from detectron2.structures import BoxMode
 from ..search_protocol import QueryGalleries, SearchProtocol, SearchQuery
 from .array_cache import ArrayCache
 from .cuhk_protocol import ProtocolFile, pool_indices, query_galleries, read_protocol_file
-from .load_checks import DROP_NEGATIVE, DROP_ZERO_AREA, LoadSummary, check_annotation_boxes
+from .load_checks import (
+    DROP_NEGATIVE,
+    DROP_ZERO_AREA,
+    NAMED_EXAMPLES,
+    LoadSummary,
+    PersonSearchTestSplit,
+    PersonSearchTrainSplit,
+    check_annotation_boxes,
+)
 from .matfile import (
     AnnotationError,
     field,
@@ -60,8 +67,6 @@ from .options import cache_directory, data_options
 __all__ = [
     "CUHK_SYSU_GALLERY_SIZES",
     "CUHK_SYSU_SIZES",
-    "CuhkTestSplit",
-    "CuhkTrainSplit",
     "load_cuhk_sysu_test",
     "load_cuhk_sysu_train",
     "protocol_cache",
@@ -86,20 +91,6 @@ _SUBSETS = {
     "occlusion": ("Occlusion.mat", "Occlusion1"),
     "resolution": ("Resolution.mat", "Test_Size"),
 }
-# Lost positives named one by one in the load summary (the rest are counted).
-_NAMED = 5
-
-
-class CuhkTrainSplit(NamedTuple):
-    dicts: list[dict]
-    num_person_ids: int  # N: person_id in 0..N-1, -1 = unlabelled
-    summary: LoadSummary
-
-
-class CuhkTestSplit(NamedTuple):
-    dicts: list[dict]  # gallery images, then one dict per query
-    protocol: SearchProtocol
-    summary: LoadSummary
 
 
 @dataclass(frozen=True)
@@ -257,7 +248,7 @@ def _finish_summary(summary: LoadSummary, dicts: list[dict], images: _Images) ->
 
 def load_cuhk_sysu_train(
     root: str, *, strict_sizes: bool = False, drop_negative_boxes: bool | None = None
-) -> CuhkTrainSplit:
+) -> PersonSearchTrainSplit:
     """Load the CUHK-SYSU training split.
 
     Args:
@@ -304,7 +295,7 @@ def load_cuhk_sysu_train(
     if unmatched:
         examples = ", ".join(
             f"identity {pid} in {name} {box.tolist()}{_why(images, name, box)}"
-            for pid, name, box in unmatched[:_NAMED]
+            for pid, name, box in unmatched[:NAMED_EXAMPLES]
         )
         summary.note(
             f"{len(unmatched)} boxes of {path} match no kept box of {paths.images_mat}; they stay "
@@ -321,9 +312,9 @@ def load_cuhk_sysu_train(
         unused = [pid for pid in range(len(identities)) if pid not in labelled]
         summary.note(
             f"{len(unused)} of the {len(identities)} identities of {path} label no box (e.g. "
-            f"Train{unused[:_NAMED]}); the identity table keeps their rows"
+            f"Train{unused[:NAMED_EXAMPLES]}); the identity table keeps their rows"
         )
-    return CuhkTrainSplit(dicts, len(identities), summary)
+    return PersonSearchTrainSplit(dicts, len(identities), summary)
 
 
 def _check_same_queries(reference: ProtocolFile, other: ProtocolFile) -> None:
@@ -423,7 +414,7 @@ def _label_gallery(
     if lost:
         examples = "; ".join(
             f"query {q} (person {pid}) in {name} {box.tolist()}{_why(images, name, box)}"
-            for q, pid, name, box in lost[:_NAMED]
+            for q, pid, name, box in lost[:NAMED_EXAMPLES]
         )
         summary.note(
             f"{len(lost)} boxes {reference.path} locates a query's person at match no kept box of "
@@ -437,7 +428,7 @@ def _note_zero_area_positives(pf: ProtocolFile, summary: LoadSummary) -> None:
     zero = (pf.gallery_boxes[:, 2] == 0) | (pf.gallery_boxes[:, 3] == 0)
     if zero.any():
         entries = np.flatnonzero(pf.gallery_has_box)[zero]
-        where = ", ".join(pf.where(*pf.entry_location(int(e))) for e in entries[:_NAMED])
+        where = ", ".join(pf.where(*pf.entry_location(int(e))) for e in entries[:NAMED_EXAMPLES])
         summary.note(
             f"{len(entries)} gallery boxes of {pf.path} have no area; kept as listed (positives "
             f"no detection can match): {where}"
@@ -450,7 +441,7 @@ def load_cuhk_sysu_test(
     strict_sizes: bool = False,
     protocol_name: str = "cuhk_sysu",
     drop_negative_boxes: bool | None = None,
-) -> CuhkTestSplit:
+) -> PersonSearchTestSplit:
     """Load the CUHK-SYSU test split and its search protocol.
 
     Every protocol file present is read once and checked here (names, boxes, identity names,
@@ -566,7 +557,7 @@ def load_cuhk_sysu_test(
     _finish_summary(summary, gallery_dicts, images)
     summary.queries = len(queries)
     summary.variants = list(loaders)
-    return CuhkTestSplit(gallery_dicts + query_dicts, protocol, summary)
+    return PersonSearchTestSplit(gallery_dicts + query_dicts, protocol, summary)
 
 
 def _note_repeated_queries(reference: ProtocolFile, summary: LoadSummary) -> None:

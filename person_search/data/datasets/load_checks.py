@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
+from ..search_protocol import SearchProtocol
 from .matfile import AnnotationError
 
 __all__ = [
@@ -29,6 +31,9 @@ __all__ = [
     "DROP_OUTSIDE",
     "DROP_ZERO_AREA",
     "LoadSummary",
+    "NAMED_EXAMPLES",
+    "PersonSearchTestSplit",
+    "PersonSearchTrainSplit",
     "check_annotation_boxes",
     "check_protocol_boxes",
 ]
@@ -39,6 +44,8 @@ DROP_NEGATIVE = "negative width or height (DATASETS.DROP_NEGATIVE_BOXES)"
 DROP_OUTSIDE = "no area left after clipping to the image's top-left corner"
 # Notes printed with a summary (the rest are counted).
 _NOTES_SHOWN = 10
+# Examples a note names one by one (e.g. lost positives; the rest are counted).
+NAMED_EXAMPLES = 5
 
 
 @dataclass
@@ -88,6 +95,22 @@ class LoadSummary:
         if len(self.notes) > _NOTES_SHOWN:
             lines.append(f"  ... and {len(self.notes) - _NOTES_SHOWN} more notes")
         return "\n".join(lines)
+
+
+class PersonSearchTrainSplit(NamedTuple):
+    """What a person-search loader returns for a training split."""
+
+    dicts: list[dict]
+    num_person_ids: int  # N: person_id in 0..N-1, -1 = unlabelled
+    summary: LoadSummary
+
+
+class PersonSearchTestSplit(NamedTuple):
+    """What a person-search loader returns for a test split."""
+
+    dicts: list[dict]  # gallery images, then one dict per query
+    protocol: SearchProtocol
+    summary: LoadSummary
 
 
 def _values(box: np.ndarray) -> str:

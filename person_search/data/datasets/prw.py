@@ -40,7 +40,10 @@ from .load_checks import (
     DROP_NEGATIVE,
     DROP_OUTSIDE,
     DROP_ZERO_AREA,
+    NAMED_EXAMPLES,
     LoadSummary,
+    PersonSearchTestSplit,
+    PersonSearchTrainSplit,
     check_annotation_boxes,
 )
 from .matfile import AnnotationError, image_size, load_mat, note_read, to_strings, xywh_to_xyxy
@@ -49,8 +52,6 @@ from .options import data_options
 __all__ = [
     "PRW_BOX_VARIABLES",
     "PRW_SIZES",
-    "PrwTestSplit",
-    "PrwTrainSplit",
     "load_prw_test",
     "load_prw_train",
     "prw_camera_id",
@@ -78,20 +79,6 @@ _SPLITS = {
     "train": ("frame_train.mat", "img_index_train"),
     "test": ("frame_test.mat", "img_index_test"),
 }
-# Dropped boxes of query identities named one by one in the load summary (the rest counted).
-_NAMED = 5
-
-
-class PrwTrainSplit(NamedTuple):
-    dicts: list[dict]
-    num_person_ids: int  # N: person_id in 0..N-1, -1 = unlabelled
-    summary: LoadSummary
-
-
-class PrwTestSplit(NamedTuple):
-    dicts: list[dict]  # test frames, then one dict per query
-    protocol: SearchProtocol
-    summary: LoadSummary
 
 
 class _Dropped(NamedTuple):
@@ -243,7 +230,7 @@ def _summarize(summary: LoadSummary, dicts: list[dict]) -> LoadSummary:
 
 def load_prw_train(
     root: str, *, strict_sizes: bool = False, drop_negative_boxes: bool | None = None
-) -> PrwTrainSplit:
+) -> PersonSearchTrainSplit:
     """Load the PRW training frames.
 
     Args:
@@ -269,7 +256,7 @@ def load_prw_train(
             anno["original_person_id"] = anno["person_id"]
             if anno["person_id"] >= 0:
                 anno["person_id"] = relabel[anno["person_id"]]
-    return PrwTrainSplit(dicts, len(labelled), _summarize(summary, dicts))
+    return PersonSearchTrainSplit(dicts, len(labelled), _summarize(summary, dicts))
 
 
 def _read_queries(
@@ -366,7 +353,7 @@ def load_prw_test(
     strict_sizes: bool = False,
     protocol_name: str = "prw",
     drop_negative_boxes: bool | None = None,
-) -> PrwTestSplit:
+) -> PersonSearchTestSplit:
     """Load the PRW test frames, its queries and search protocol.
 
     Returns:
@@ -390,7 +377,7 @@ def load_prw_test(
     if lost:
         named = "; ".join(
             f"{d.image_id}.mat row {d.row} (person {d.person_id}): {d.reason}"
-            for d in lost[:_NAMED]
+            for d in lost[:NAMED_EXAMPLES]
         )
         summary.note(
             f"{len(lost)} dropped boxes held a query's person (one positive less each): {named}"
@@ -432,7 +419,7 @@ def load_prw_test(
     )
     _summarize(summary, gallery_dicts).queries = len(queries)
     summary.variants = list(variants)
-    return PrwTestSplit(gallery_dicts + query_dicts, protocol, summary)
+    return PersonSearchTestSplit(gallery_dicts + query_dicts, protocol, summary)
 
 
 def _constant(value: QueryGalleries):
