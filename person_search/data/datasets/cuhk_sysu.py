@@ -179,13 +179,15 @@ def _read_images(paths: _Paths, drop_negative: bool) -> _Images:
     negative = (xywh[:, 2] < 0) | (xywh[:, 3] < 0)
     reasons = [DROP_NEGATIVE if n else DROP_ZERO_AREA for n in negative.tolist()]
     out = _Images({}, {})
-    image_of = np.asarray([i for i, _, _ in rows], dtype=np.int64)
+    image_of = np.asarray([i for i, _, _ in rows], dtype=np.int64)  # ascending
+    bounds = np.searchsorted(image_of, np.arange(len(names) + 1))
     for i, name in enumerate(names):
         if name in out.boxes:
             raise AnnotationError(f"{path}: image {name!r} listed twice in Img")
-        mine = image_of == i
-        out.boxes[name] = xywh[mine & keep]
-        out.dropped[name] = [(xywh[k], reasons[k]) for k in np.flatnonzero(mine & ~keep)]
+        mine = slice(bounds[i], bounds[i + 1])
+        out.boxes[name] = xywh[mine][keep[mine]]
+        dropped = bounds[i] + np.flatnonzero(~keep[mine])
+        out.dropped[name] = [(xywh[k], reasons[k]) for k in dropped.tolist()]
     return out
 
 
@@ -204,7 +206,8 @@ def _match_box(boxes: np.ndarray, box: np.ndarray) -> int:
 
 
 def _why(images: _Images, name: str, box: np.ndarray) -> str:
-    """ " (dropped: <reason>)" when ``box`` of image ``name`` was dropped, else ""."""
+    """The text ``" (dropped: <reason>)"`` when ``box`` of image ``name`` was dropped, else
+    an empty string."""
     for dropped, reason in images.dropped.get(name, ()):
         if np.array_equal(dropped, box):
             return f" (dropped: {reason})"

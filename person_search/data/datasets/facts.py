@@ -174,8 +174,9 @@ def load_split(name: str) -> LoadedSplit:
             split = registration.load()
         files = tuple(_stat(path) for path in dict.fromkeys(reads))
         _CACHE[name] = _Entry(key, files, split)
-    if split.summary is not None:
-        logger.info("%s: %s", name, split.summary)
+    if split.summary is not None:  # printed once per load; at WARNING when it has notes
+        level = logging.WARNING if split.summary.notes else logging.INFO
+        logger.log(level, "%s: %s", name, split.summary)
     return split
 
 
