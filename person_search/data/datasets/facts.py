@@ -92,10 +92,11 @@ def _stat(path: str) -> tuple[str, int, int]:
 
 
 def _copy_dicts(dicts: list[dict]) -> list[dict]:
-    """A copy a caller may modify: the records, their annotation dicts and boxes."""
+    """A copy a caller may modify: the records, their lists (``query_box``), their annotation
+    dicts and boxes."""
     out = []
     for record in dicts:
-        record = dict(record)
+        record = {k: list(v) if isinstance(v, list) else v for k, v in record.items()}
         if "annotations" in record:
             record["annotations"] = [
                 dict(a, bbox=list(a["bbox"])) if "bbox" in a else dict(a)
