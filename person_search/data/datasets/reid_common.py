@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .matfile import note_read
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "PARSING_DIR",
@@ -72,15 +74,18 @@ def require_dir(path: str, dataset: str) -> str:
 
 
 def list_images(folder: str, *, recursive: bool = False) -> list[str]:
-    """Sorted absolute paths of the image files in ``folder`` (and its sub-folders if asked)."""
+    """Sorted absolute paths of the image files in ``folder`` (and its sub-folders if asked).
+    The folders listed are reported to :func:`.matfile.track_reads`."""
     found = []
     if recursive:
         for dirpath, dirnames, filenames in os.walk(folder):
+            note_read(dirpath)
             dirnames.sort()
             found.extend(
                 os.path.join(dirpath, f) for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS)
             )
     else:
+        note_read(folder)
         found = [
             os.path.join(folder, f)
             for f in os.listdir(folder)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.layers import ShapeSpec
 from detectron2.utils.registry import Registry
 from torch import nn
+
+from ...data.datasets import get_num_person_ids
 
 __all__ = ["REID_HEAD_REGISTRY", "build_reid_head", "resolve_num_classes"]
 
@@ -41,9 +43,9 @@ def resolve_num_classes(cfg: CfgNode) -> int:
     """Number of training identities of the classifier.
 
     ``MODEL.REID.HEAD.NUM_CLASSES`` if > 0, else the sum over ``DATASETS.TRAIN`` of each
-    dataset's ``num_person_ids`` metadata (the re-id train loader shifts the ids of each further
-    dataset past the previous ones). A dataset whose metadata lacks it (loaders that set it on
-    first load, e.g. the toy set) is loaded once to count its distinct ``person_id`` s.
+    dataset's identity count from ``get_num_person_ids`` (static metadata when set, else counted
+    from the dataset once per process; the re-id train loader shifts the ids of each further
+    dataset past the previous ones).
     """
     num_classes = cfg.MODEL.REID.HEAD.NUM_CLASSES
     if num_classes > 0:
@@ -64,12 +66,4 @@ def _num_person_ids(name: str) -> int:
             f"MODEL.REID.HEAD.NUM_CLASSES = 0 but train dataset {name!r} is not registered; "
             "register it or set MODEL.REID.HEAD.NUM_CLASSES"
         )
-    count = MetadataCatalog.get(name).get("num_person_ids", None)
-    if count is None:
-        dicts = DatasetCatalog.get(name)
-        count = MetadataCatalog.get(name).get("num_person_ids", None)
-        if count is None:
-            count = len({d["person_id"] for d in dicts})
-    if not isinstance(count, int) or count <= 0:
-        raise ValueError(f"train dataset {name!r} has no positive num_person_ids (got {count!r})")
-    return count
+    return get_num_person_ids(name)
