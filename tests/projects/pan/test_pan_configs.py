@@ -63,7 +63,9 @@ def test_config_builds_a_pan_model(path):
         head.gamma == cfg.MODEL.PAN.NUM_MASKS * cfg.MODEL.PAN.LOCAL_DIM / cfg.MODEL.PAN.GLOBAL_DIM
     )
     assert head.global_classifier.out_features == cfg.MODEL.REID.HEAD.NUM_CLASSES
-    for name in cfg.DATASETS.TRAIN:  # a count stated in a yaml agrees with the release's
+    # a count stated in a yaml agrees with the release's (real datasets: the toy set's count is
+    # that of the generated data, read by loading it)
+    for name in [n for n in cfg.DATASETS.TRAIN if not n.startswith("toy_")]:
         official = MetadataCatalog.get(name).get("num_person_ids", None)
         if official is not None:
             assert official == cfg.MODEL.REID.HEAD.NUM_CLASSES, name
