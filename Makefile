@@ -13,6 +13,9 @@ PIP    := $(PY) -m pip
 export FORCE_CUDA
 
 CSRC := $(shell find person_search/layers/csrc -type f 2>/dev/null)
+# The projects' packages (projects/<Name>/<package>/__init__.py) setup.py installs: a new one
+# reruns the editable install so that it becomes importable.
+PROJECT_PKGS := $(wildcard projects/*/*/__init__.py)
 # One stamp per kind of build, so that switching FORCE_CUDA rebuilds the extension.
 EXT_STAMP := $(VENV)/.stamp-ext$(if $(filter 1,$(FORCE_CUDA)),-cuda,)
 
@@ -29,7 +32,7 @@ $(VENV)/.stamp-base: requirements.txt tools/install_detectron2.sh
 	$(PIP) install --quiet -r requirements.txt
 	touch $@
 
-$(EXT_STAMP): $(VENV)/.stamp-base setup.py $(CSRC)
+$(EXT_STAMP): $(VENV)/.stamp-base setup.py $(CSRC) $(PROJECT_PKGS)
 	rm -f $(VENV)/.stamp-ext*
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -c "import person_search._C"

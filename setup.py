@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Build and install ``person_search`` and its compiled extension ``person_search._C``.
+"""Build and install ``person_search``, its compiled extension ``person_search._C`` and the
+paper projects' packages (``projects/<Name>/<package>``, e.g. ``pan``: see ``project_packages``).
 
 The extension holds RoIAlign and the multi-granularity occlusion op (C++ for CPU,
 CUDA for GPU). CUDA sources are compiled when a CUDA device is visible or when
@@ -99,11 +100,31 @@ def get_extensions():
     ]
 
 
+def project_packages() -> tuple[list[str], dict[str, str]]:
+    """The Python package of each paper project, installed under its own top-level name:
+    ``projects/<Name>/<package>/__init__.py`` -> ``<package>`` (e.g. ``projects/PAN/pan`` ->
+    ``import pan``), with its subpackages. Returns ``(packages, package_dir)``."""
+    packages, package_dir = [], {}
+    for init in sorted(glob.glob(os.path.join("projects", "*", "*", "__init__.py"))):
+        root = os.path.dirname(init)
+        name = os.path.basename(root)
+        if name in package_dir:
+            raise RuntimeError(
+                f"two projects define the package {name!r}: {package_dir[name]}, {root}"
+            )
+        package_dir[name] = root
+        packages += [name] + [f"{name}.{sub}" for sub in find_packages(where=root)]
+    return packages, package_dir
+
+
+PROJECT_PACKAGES, PROJECT_PACKAGE_DIRS = project_packages()
+
 setup(
     name="person_search",
     version="0.1.0",
     description="Person search and occluded person re-identification on Detectron2",
-    packages=find_packages(include=["person_search", "person_search.*"]),
+    packages=find_packages(include=["person_search", "person_search.*"]) + PROJECT_PACKAGES,
+    package_dir=PROJECT_PACKAGE_DIRS,
     package_data={"person_search": ["layers/csrc/**/*"]},
     python_requires=">=3.10",
     ext_modules=get_extensions(),

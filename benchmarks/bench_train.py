@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Training and gallery-inference speed of every person-search baseline at the toy size.
+"""Training and inference speed of every person-search baseline and every re-id model at the
+toy size.
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--iters 10] [--warmup 2]
-    python benchmarks/bench_train.py --configs configs/oim/oim_toy_cuhk_sysu.yaml --iters 1
+    python benchmarks/bench_train.py --configs configs/oim/oim_toy_cuhk_sysu.yaml
+    python benchmarks/bench_train.py --part reid --reid-models reid-baseline pan sgsfa
 
-For each toy config (``configs/*/*_toy_cuhk_sysu.yaml``: OIM, SeqNet, SeqNeXt, HOIM) it builds
-the model from scratch and times, after ``--warmup`` untimed steps:
+**Person search.** For each toy config (``configs/*/*_toy_cuhk_sysu.yaml``: OIM, SeqNet,
+SeqNeXt, HOIM) it builds the model from scratch and times, after ``--warmup`` untimed steps:
 
 * **training**: ``--iters`` steps of forward + backward + optimizer step (the config's optimizer)
   on batches of ``SOLVER.IMS_PER_BATCH`` synthetic scene images of the toy size (240 x 320,
@@ -18,12 +20,19 @@ the model from scratch and times, after ``--warmup`` untimed steps:
 Inputs are synthetic (uniform noise with flat-coloured person rectangles), so no dataset is
 needed and every run sees the same tensors (``--seed``). Each speed is also printed as a ratio
 to OIM's measured in the same run (the reference).
+
+**Re-id.** For each model of ``REID_MODELS`` (the library's BNNeck baseline and the projects'
+heads, PAN and SGSFA, at their toy configs: 128x64 crops) it times ``--iters`` training steps on
+P x K batches of ``SOLVER.IMS_PER_BATCH`` synthetic crops (``--ids`` identities) and inference
+on ``--iters`` batches of ``TEST.REID.IMS_PER_BATCH`` crops (as the re-id test loader feeds
+them); images/s, and the ratio to the baseline's measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import importlib
 import os
 import time
 
@@ -44,6 +53,20 @@ _ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TOY_CONFIGS = sorted(glob.glob(os.path.join(_ROOT, "configs", "*", "*_toy_cuhk_sysu.yaml")))
 IMAGE_SIZE = (240, 320)  # (height, width) of a toy image after the test resize
 REFERENCE = "oim"  # the model whose speeds the ratios divide by
+# Re-id models: name -> (toy config, "module:function" adding the project's config keys).
+REID_MODELS = {
+    "reid-baseline": (os.path.join(_ROOT, "configs", "reid", "toy_market1501.yaml"), None),
+    "pan": (
+        os.path.join(_ROOT, "projects", "PAN", "configs", "pan_toy_market1501.yaml"),
+        "pan:add_pan_config",
+    ),
+    "sgsfa": (
+        os.path.join(_ROOT, "projects", "SGSFA", "configs", "toy_market1501.yaml"),
+        "sgsfa:add_sgsfa_config",
+    ),
+}
+REID_REFERENCE = "reid-baseline"
+PARTS = ("all", "person_search", "reid")
 
 
 def synthetic_scenes(num: int, rng: np.random.Generator, *, persons: int, ids: int) -> list[dict]:
@@ -84,6 +107,44 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _timed(batches: list, step, warmup: int, device: str) -> tuple[float, list]:
+    """Run ``step`` on each batch: the seconds the batches after the first ``warmup`` took,
+    and their outputs."""
+    outputs = []
+    for i, inputs in enumerate(batches):
+        if i == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        out = step(inputs)
+        if i >= warmup:
+            outputs.append(out)
+    _sync(device)
+    return time.perf_counter() - start, outputs
+
+
+def _train_speed(model, optimizer, batches: list[list[dict]], args: argparse.Namespace) -> float:
+    """Images/s of training steps (forward, backward, optimizer step) on the timed batches."""
+
+    def step(inputs):
+        losses = model(inputs)
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+
+    model.train()
+    with EventStorage(0):
+        seconds, _ = _timed(batches, step, args.warmup, args.device)
+    return args.iters * len(batches[0]) / seconds
+
+
+def _inference_speed(model, batches: list[list[dict]], args: argparse.Namespace):
+    """Images/s of inference on the timed batches, and their outputs."""
+    model.eval()
+    with torch.no_grad():
+        seconds, outputs = _timed(batches, model, args.warmup, args.device)
+    return args.iters * len(batches[0]) / seconds, outputs
+
+
 def bench_config(config_file: str, args: argparse.Namespace) -> dict:
     """Train and inference images/s of one config (see the module docstring)."""
     cfg = load_config(
@@ -99,34 +160,12 @@ def bench_config(config_file: str, args: argparse.Namespace) -> dict:
         batch * (args.warmup + args.iters), rng, persons=args.persons, ids=args.ids
     )
     batches = [scenes[i : i + batch] for i in range(0, len(scenes), batch)]
-
-    model.train()
-    with EventStorage(0):
-        for i, inputs in enumerate(batches):
-            if i == args.warmup:
-                _sync(args.device)
-                start = time.perf_counter()
-            losses = model(inputs)
-            optimizer.zero_grad()
-            sum(losses.values()).backward()
-            optimizer.step()
-        _sync(args.device)
-    train_ips = args.iters * batch / (time.perf_counter() - start)
-
-    model.eval()
+    train_ips = _train_speed(model, optimizer, batches, args)
     gallery = [{k: v for k, v in s.items() if k != "instances"} for s in scenes]
-    gallery = gallery[: args.warmup + args.iters]
-    detections = 0
-    with torch.no_grad():
-        for i, x in enumerate(gallery):
-            if i == args.warmup:
-                _sync(args.device)
-                start = time.perf_counter()
-            out = model([x])[0]
-            if i >= args.warmup:
-                detections += len(out["instances"])
-        _sync(args.device)
-    infer_ips = args.iters / (time.perf_counter() - start)
+    infer_ips, outputs = _inference_speed(
+        model, [[x] for x in gallery][: args.warmup + args.iters], args
+    )
+    detections = sum(len(out[0]["instances"]) for out in outputs)
     num_params = sum(p.numel() for p in model.parameters())
     return {
         "model": os.path.basename(os.path.dirname(config_file)),
@@ -139,14 +178,119 @@ def bench_config(config_file: str, args: argparse.Namespace) -> dict:
     }
 
 
+def synthetic_crops(
+    num: int, rng: np.random.Generator, *, size: tuple[int, int], ids: int, parts: int = 0
+) -> list[dict]:
+    """``num`` re-id inputs: ``image`` (3, H, W) uint8, a flat colour per identity and body
+    third plus noise, and ``person_id`` cycling through ``ids`` identities in runs of 4 (P x K
+    batches with K = 4); with ``parts`` > 0 also ``part_masks`` (1 + parts, H, W) float32: the
+    whole crop as the body, then ``parts`` horizontal bands (for heads trained on parsing)."""
+    height, width = size
+    masks = None
+    if parts:
+        masks = torch.zeros(1 + parts, height, width)
+        masks[0] = 1.0
+        edges = np.linspace(0, height, parts + 1).round().astype(int)
+        for p in range(parts):
+            masks[1 + p, edges[p] : edges[p + 1]] = 1.0
+    colours = rng.integers(0, 256, size=(ids, 3, 3, 1, 1))
+    out = []
+    for i in range(num):
+        pid = (i // 4) % ids
+        image = rng.integers(0, 60, size=(3, height, width)).astype(np.int64)
+        for third in range(3):
+            rows = slice(third * height // 3, (third + 1) * height // 3)
+            image[:, rows] += colours[pid, third]
+        image = np.clip(image, 0, 255).astype(np.uint8)
+        item = {"image": torch.from_numpy(image), "person_id": pid}
+        if masks is not None:
+            item["part_masks"] = masks
+        out.append(item)
+    return out
+
+
+def _add_config(spec: str | None):
+    if spec is None:
+        return None
+    module_name, function = spec.split(":")
+    try:
+        return getattr(importlib.import_module(module_name), function)
+    except ImportError as e:
+        raise ImportError(
+            f"cannot import the project package {module_name!r} ({e}): install the library with "
+            "its projects (make install, see setup.py) or put projects/<Name> on PYTHONPATH"
+        ) from e
+
+
+def bench_reid_model(name: str, args: argparse.Namespace) -> dict:
+    """Train and inference images/s of one re-id model (see the module docstring)."""
+    config_file, add_config = REID_MODELS[name]
+    cfg = load_config(
+        config_file,
+        ["MODEL.DEVICE", args.device, "MODEL.REID.HEAD.NUM_CLASSES", str(args.ids)],
+        _add_config(add_config),
+    )
+    seed_all_rng(args.seed)
+    model = Trainer.build_model(cfg)
+    optimizer = build_optimizer(cfg, model)
+    rng = np.random.default_rng(args.seed)
+    batch = cfg.SOLVER.IMS_PER_BATCH
+    steps = args.warmup + args.iters
+    size = tuple(cfg.INPUT.REID.SIZE_TRAIN)
+    # Heads supervised by parsing (SGSFA) train on part masks of the configured groups.
+    parts = len(cfg.INPUT.REID.PARSING_GROUPS) if cfg.INPUT.REID.LOAD_PARSING else 0
+    crops = synthetic_crops(batch * steps, rng, size=size, ids=args.ids, parts=parts)
+    batches = [crops[i * batch : (i + 1) * batch] for i in range(steps)]
+    train_ips = _train_speed(model, optimizer, batches, args)
+    test_batch = cfg.TEST.REID.IMS_PER_BATCH
+    size = tuple(cfg.INPUT.REID.SIZE_TEST)
+    gallery = synthetic_crops(test_batch * steps, rng, size=size, ids=args.ids)
+    batches = [gallery[i * test_batch : (i + 1) * test_batch] for i in range(steps)]
+    infer_ips, outputs = _inference_speed(model, batches, args)
+    return {
+        "model": name,
+        "config": os.path.relpath(config_file, _ROOT),
+        "batch": batch,
+        "test_batch": test_batch,
+        "train_ips": train_ips,
+        "infer_ips": infer_ips,
+        "embedding": int(outputs[0][0]["features"].numel()),
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+    }
+
+
+def _print_table(
+    title: str, rows: list[dict], reference: str, columns: list[tuple], trailing: list[tuple]
+) -> None:
+    """Print ``rows`` as a markdown table: the model, ``columns`` ((header, key) pairs), the
+    train and inference speeds each followed by its ratio to the ``reference`` row's, then
+    ``trailing`` columns."""
+    ref = next((r for r in rows if r["model"] == reference), rows[0])
+    headers = ["model", *(h for h, _ in columns)]
+    headers += ["train img/s", f"x {ref['model']}", "infer img/s", f"x {ref['model']}"]
+    headers += [h for h, _ in trailing]
+    table = []
+    for r in rows:
+        row = [r["model"]] + [r[key] for _, key in columns]
+        row += [r["train_ips"], r["train_ips"] / ref["train_ips"]]
+        row += [r["infer_ips"], r["infer_ips"] / ref["infer_ips"]]
+        table.append(row + [r[key] for _, key in trailing])
+    print(title)
+    print(tabulate(table, headers=headers, floatfmt=".2f", tablefmt="pipe"))
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", nargs="+", default=TOY_CONFIGS, help="configs to time")
+    parser.add_argument("--part", default="all", choices=PARTS, help="which models to time")
+    parser.add_argument("--configs", nargs="+", default=TOY_CONFIGS, help="person-search configs")
+    parser.add_argument(
+        "--reid-models", nargs="+", default=list(REID_MODELS), choices=list(REID_MODELS)
+    )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--iters", type=int, default=10, help="timed steps / images")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps / images first")
     parser.add_argument("--persons", type=int, default=3, help="person boxes per image")
-    parser.add_argument("--ids", type=int, default=24, help="labelled identities (OIM table)")
+    parser.add_argument("--ids", type=int, default=24, help="labelled identities (classifiers)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -159,38 +303,30 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"config files not found: {missing}")
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    rows = [bench_config(c, args) for c in args.configs]
-    ref = next((r for r in rows if r["model"] == REFERENCE), rows[0])
-    table = [
-        [
-            r["model"],
-            r["batch"],
-            r["params_m"],
-            r["train_ips"],
-            r["train_ips"] / ref["train_ips"],
-            r["infer_ips"],
-            r["infer_ips"] / ref["infer_ips"],
-            r["dets_per_image"],
-        ]
-        for r in rows
-    ]
-    headers = [
-        "model",
-        "batch",
-        "params (M)",
-        "train img/s",
-        f"x {ref['model']}",
-        "infer img/s",
-        f"x {ref['model']}",
-        "dets/img",
-    ]
     device = args.device if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(
-        f"Toy-size person search ({IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}, {device}): "
-        f"{args.iters} timed steps after {args.warmup} warm-up"
-    )
-    print(tabulate(table, headers=headers, floatfmt=".2f", tablefmt="pipe"))
+    steps = f"{args.iters} timed steps after {args.warmup} warm-up"
+
+    rows = []
+    if args.part in ("all", "person_search"):
+        ps_rows = [dict(bench_config(c, args), task="person_search") for c in args.configs]
+        _print_table(
+            f"Toy-size person search ({IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}, {device}): {steps}",
+            ps_rows,
+            REFERENCE,
+            [("batch", "batch"), ("params (M)", "params_m")],
+            [("dets/img", "dets_per_image")],
+        )
+        rows += ps_rows
+    if args.part in ("all", "reid"):
+        reid_rows = [dict(bench_reid_model(n, args), task="reid") for n in args.reid_models]
+        _print_table(
+            f"Toy-size re-id (128x64 crops, {device}): {steps}",
+            reid_rows,
+            REID_REFERENCE,
+            [("batch", "batch"), ("test batch", "test_batch"), ("params (M)", "params_m")],
+            [("embedding", "embedding")],
+        )
+        rows += reid_rows
     return rows
 
 

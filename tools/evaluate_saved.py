@@ -7,7 +7,8 @@
 
 The file (written by ``PersonSearchEvaluator``) holds every detection, embedding, the ground
 truth and the evaluated protocol variants; ``--dataset`` instead re-reads the protocol and ground
-truth of a registered dataset (its files must be present), e.g. to evaluate other variants.
+truth of a registered dataset (its files must be present), e.g. to evaluate other variants,
+through the protocol cache (``--no-cache``: parse the protocol files again, write no cache).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import person_search  # noqa: F401  (compat layer first: registers datasets)
 # isort: split
 from detectron2.utils.logger import setup_logger
 
+from person_search.data.datasets import set_data_options
 from person_search.evaluation.cbgm import CBGMParams
 from person_search.evaluation.person_search_evaluator import (
     compute_person_search_metrics,
@@ -44,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--dataset", default=None, help="take protocol and ground truth from this dataset"
     )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="with --dataset: do not use the protocol cache"
+    )
     parser.add_argument("--cbgm", action="store_true", help="apply CBGM re-ranking")
     parser.add_argument("--k1", type=int, default=10, help="CBGM gallery images (PRW: 30)")
     parser.add_argument("--k2", type=int, default=3, help="CBGM context persons (PRW: 4)")
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> OrderedDict:
     """Run the evaluation; returns the metrics dict (percent) and prints the table."""
     args = parse_args(argv)
     logger = setup_logger(name="person_search")
+    if args.no_cache:
+        set_data_options(protocol_cache=False)
     saved = load_search_results(args.file)
     protocol, ground_truth = saved.protocol, saved.ground_truth
     dataset_name = saved.dataset_name

@@ -4,30 +4,32 @@ See :func:`add_data_config`."""
 
 from detectron2.config import CfgNode as CN
 
-__all__ = ["LIP_PART_GROUPS", "LIP_PART_NAMES", "add_data_config"]
-
-# LIP / JPPNet 20-class label set (index: name): 0 Background, 1 Hat, 2 Hair, 3 Glove,
-# 4 Sunglasses, 5 UpperClothes, 6 Dress, 7 Coat, 8 Socks, 9 Pants, 10 Jumpsuits, 11 Scarf,
-# 12 Skirt, 13 Face, 14 Left-arm, 15 Right-arm, 16 Left-leg, 17 Right-leg, 18 Left-shoe,
-# 19 Right-shoe. Our grouping into SGSFA's four parts (the paper only says "20 categories
-# into 4 groups"): dresses and jumpsuits count as upper body (SGSFA notes parsers label them so),
-# skirts and socks as lower body, gloves and scarves with the upper body (arms / neck).
-LIP_PART_NAMES = ("head", "upper", "lower", "shoes")
-LIP_PART_GROUPS = (
-    (1, 2, 4, 13),  # head: hat, hair, sunglasses, face
-    (3, 5, 6, 7, 10, 11, 14, 15),  # upper: glove, upper clothes, dress, coat, jumpsuit, scarf, arms
-    (8, 9, 12, 16, 17),  # lower: socks, pants, skirt, legs
-    (18, 19),  # shoes
-)
+__all__ = ["add_data_config"]
 
 
 def add_data_config(cfg: CN) -> None:
-    """Add the data keys to ``cfg`` in place: ``INPUT.PERSON_SEARCH_MAPPER``, ``INPUT.MGRO``,
-    ``INPUT.REID``, ``DATALOADER.NUM_INSTANCES`` / ``SEED`` / ``START_ITER``.
+    """Add the data keys to ``cfg`` in place: ``DATASETS.PROTOCOL_CACHE`` /
+    ``DROP_NEGATIVE_BOXES``, ``INPUT.PERSON_SEARCH_MAPPER``, ``INPUT.MGRO``, ``INPUT.REID``,
+    ``DATALOADER.NUM_INSTANCES`` / ``SEED`` / ``START_ITER``.
 
     One comment per key: what it is, its unit, the paper's value.
     """
     _C = cfg
+
+    # --------------------------------------------------------------------- dataset reading
+    # Protocol cache and bad boxes (person_search.data.datasets.options; applied by the data
+    # loader builders).
+    _C.DATASETS.PROTOCOL_CACHE = CN()
+    # Keep each parsed CUHK-SYSU protocol file (TestG<N>.mat, subsets) as an .npz entry keyed
+    # by the file's path, size, mtime and content hash; False parses them in every process.
+    _C.DATASETS.PROTOCOL_CACHE.ENABLED = True
+    # Cache folder; "" = $PERSON_SEARCH_CACHE_DIR, else $XDG_CACHE_HOME/person_search
+    # (~/.cache/person_search).
+    _C.DATASETS.PROTOCOL_CACHE.DIR = ""
+    # Annotation boxes with a negative width or height: False = an error naming the file, row
+    # and values; True = dropped and counted in the load summary. (Zero-area boxes are always
+    # dropped and counted, as the published loaders do.)
+    _C.DATASETS.DROP_NEGATIVE_BOXES = False
 
     # ---------------------------------------------------------- person search (scene images)
     # Name in person_search.data.build.MAPPER_REGISTRY of the mapper turning person-search
@@ -58,6 +60,9 @@ def add_data_config(cfg: CN) -> None:
 
     # ------------------------------------------------------------------ re-id (person crops)
     _C.INPUT.REID = CN()
+    # Name of the re-id dataset mapper in REID_MAPPER_REGISTRY (person_search.data.reid_mapper),
+    # used by the re-id train and test loaders; projects register their own.
+    _C.INPUT.REID.MAPPER = "ReIDDatasetMapper"
     # Training input size (height, width) in pixels; PAN and SGSFA use 256x128.
     _C.INPUT.REID.SIZE_TRAIN = (256, 128)
     # Test input size (height, width) in pixels; 256x128 in both papers.
@@ -80,14 +85,26 @@ def add_data_config(cfg: CN) -> None:
     # Fill of the erased rectangle: "image_mean" (per-channel mean of the image, SGSFA's text),
     # "pixel_mean" (MODEL.PIXEL_MEAN, fast-reid) or "random" (uniform noise, torchvision).
     _C.INPUT.REID.REA.FILL = "image_mean"
-    # Whether the mapper loads the per-image parsing mask ("parsing_file" in the dataset dict);
-    # when True a missing mask is an error. SGSFA: True (JPPNet masks); PAN: False.
+    # Whether the mapper loads the per-image human-parsing map ("parsing_file" in the dataset
+    # dict: a single-channel PNG of parser class indices, see datasets/README.md). SGSFA: True
+    # (JPPNet masks); PAN: False.
     _C.INPUT.REID.LOAD_PARSING = False
-    # Names of the part groups (order of the "part_masks" channels after the whole-body one).
-    _C.INPUT.REID.PARSING_PART_NAMES = LIP_PART_NAMES
-    # Raw parser class indices (0-255) of each part group (same order as PARSING_PART_NAMES);
-    # groups are disjoint; the whole-body mask is their union. Default: the LIP grouping above.
-    _C.INPUT.REID.PARSING_GROUPS = LIP_PART_GROUPS
+    # Whether test-time mapping loads the maps too (with LOAD_PARSING). They are training
+    # targets: a model that predicts its own masks (SGSFA) sets False, so test sets need none.
+    _C.INPUT.REID.LOAD_PARSING_AT_TEST = True
+    # Whether images without a parsing map are accepted (with LOAD_PARSING): their "parsing" and
+    # "part_masks" are filled with -1 (unknown) and heads skip their mask losses. False: a
+    # missing map is an error naming the image (checked when the train loader is built).
+    _C.INPUT.REID.ALLOW_MISSING_PARSING = False
+    # Names of the part groups (order of the "part_masks" channels after the whole-body one);
+    # same length as PARSING_GROUPS. Default: none (a project names its parts, e.g. SGSFA's
+    # head / upper / lower / shoes).
+    _C.INPUT.REID.PARSING_PART_NAMES = ()
+    # Parser class indices (0-255) of each part group, same order as PARSING_PART_NAMES; groups
+    # are disjoint; the whole-body mask is their union. Default: none (no "part_masks", only
+    # "parsing"); the grouping belongs to the label set and the method (SGSFA's config groups
+    # the 20 LIP classes into four parts).
+    _C.INPUT.REID.PARSING_GROUPS = ()
 
     # ------------------------------------------------------------------ training data stream
     # Number of instances K per identity in a P x K re-id training batch; P = SOLVER.IMS_PER_BATCH

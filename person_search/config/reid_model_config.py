@@ -26,6 +26,10 @@ def add_reid_model_config(cfg: CN) -> None:
     cfg.MODEL.REID.BACKBONE_WEIGHTS = ""
     # Names of the backbone outputs to return (ResNet: res2..res5; OSNet: conv2..conv5).
     cfg.MODEL.REID.BACKBONE_OUT_FEATURES = ["res5"]
+    # Per-image training targets of the mapped inputs forwarded (stacked) to the re-id head
+    # when every input of a batch carries them; a project's mapper may add its own names.
+    # Default: the parsing mask and its part groups (used by SGSFA; ignored by BNNeck / PAN).
+    cfg.MODEL.REID.EXTRA_TARGETS = ["parsing", "part_masks"]
 
     cfg.MODEL.REID.RESNET = CN()
     # ResNet depth: 18 or 34 (BasicBlock), 50 or 101 or 152 (Bottleneck). Paper: 50.

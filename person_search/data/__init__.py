@@ -8,3 +8,4 @@ from .build import (  # noqa: F401
 )
 from .mappers import PersonSearchDatasetMapper  # noqa: F401  (registers the mapper)
 from .reid_build import build_reid_test_loader, build_reid_train_loader  # noqa: F401
+from .reid_mapper import REID_MAPPER_REGISTRY, build_reid_mapper  # noqa: F401  (registers)

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 import torch.utils.data as torchdata
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.data.build import build_detection_test_loader, build_detection_train_loader
 from detectron2.data.common import AspectRatioGroupedDataset, DatasetFromList
 from detectron2.utils import comm
 from detectron2.utils.registry import Registry
 
+from ..utils.registry import get_registered
+from .datasets import apply_data_config, get_num_person_ids
 from .samplers import ResumableTrainingSampler
 
 __all__ = [
@@ -48,14 +50,7 @@ ITERATION_KEY = "train_iteration"
 def build_person_search_mapper(cfg: CfgNode, is_train: bool):
     """The mapper named by ``cfg.INPUT.PERSON_SEARCH_MAPPER``, built with ``(cfg, is_train)``."""
     name = cfg.INPUT.PERSON_SEARCH_MAPPER
-    try:
-        mapper_cls = MAPPER_REGISTRY.get(name)
-    except KeyError as e:
-        known = sorted(name for name, _ in MAPPER_REGISTRY)
-        raise KeyError(
-            f"INPUT.PERSON_SEARCH_MAPPER={name!r} is not a registered mapper (known: {known})"
-        ) from e
-    return mapper_cls(cfg, is_train)
+    return get_registered(MAPPER_REGISTRY, name, "INPUT.PERSON_SEARCH_MAPPER")(cfg, is_train)
 
 
 def get_person_search_train_dicts(names: list[str] | tuple[str, ...]) -> tuple[list[dict], int]:
@@ -74,12 +69,10 @@ def get_person_search_train_dicts(names: list[str] | tuple[str, ...]) -> tuple[l
     offset = 0
     for name in names:
         dicts = DatasetCatalog.get(name)
-        meta = MetadataCatalog.get(name)
-        if not hasattr(meta, "num_person_ids"):
-            raise ValueError(
-                f"dataset {name!r} has no metadata 'num_person_ids': it is not a person-search "
-                "training set"
-            )
+        try:
+            num_person_ids = get_num_person_ids(name)
+        except ValueError as e:
+            raise ValueError(f"{e}: not a person-search training set") from e
         if offset:
             dicts = copy.deepcopy(dicts)
             for record in dicts:
@@ -90,7 +83,7 @@ def get_person_search_train_dicts(names: list[str] | tuple[str, ...]) -> tuple[l
         if len(kept) < len(dicts):
             logger.info("%s: dropped %d images without boxes", name, len(dicts) - len(kept))
         all_dicts.extend(kept)
-        offset += int(meta.num_person_ids)
+        offset += num_person_ids
     if not all_dicts:
         raise ValueError(f"datasets {list(names)} hold no image with a box")
     return all_dicts, offset
@@ -139,6 +132,7 @@ def build_person_search_train_loader(
     Args:
         mapper: the mapper (default: ``INPUT.PERSON_SEARCH_MAPPER`` in training mode).
     """
+    apply_data_config(cfg)
     dicts, num_ids = get_person_search_train_dicts(cfg.DATASETS.TRAIN)
     logger.info("person-search train set: %d images, %d identities", len(dicts), num_ids)
     sampler_name = cfg.DATALOADER.SAMPLER_TRAIN
@@ -174,12 +168,13 @@ def build_person_search_test_loader(
     cfg: CfgNode, dataset_name: str, *, mapper: Callable[[dict], dict] | None = None
 ):
     """Loader (batch size 1, each item once) over a person-search test dataset: its gallery
-    images then its queries. Loading it sets ``MetadataCatalog.get(dataset_name)
-    .search_protocol``.
+    images then its queries. Loading the dataset checks its search protocol (every protocol
+    file, before any inference).
 
     Args:
         mapper: the mapper (default: ``INPUT.PERSON_SEARCH_MAPPER`` in test mode).
     """
+    apply_data_config(cfg)
     dicts = DatasetCatalog.get(dataset_name)
     return build_detection_test_loader(
         dicts,

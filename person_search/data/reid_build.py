@@ -12,7 +12,7 @@ from detectron2.data.common import DatasetFromList, MapDataset, ToIterableDatase
 from detectron2.data.samplers import InferenceSampler
 from detectron2.utils import comm
 
-from .reid_mapper import ReIDDatasetMapper
+from .reid_mapper import build_reid_mapper, check_parsing_files
 from .samplers import PKSampler
 
 __all__ = ["build_reid_test_loader", "build_reid_train_loader", "get_reid_dataset_dicts"]
@@ -45,8 +45,10 @@ def get_reid_dataset_dicts(names: str | Sequence[str]) -> list[dict]:
 def _train_loader_from_config(cfg, *, mapper=None, dataset=None) -> dict:
     if dataset is None:
         dataset = get_reid_dataset_dicts(cfg.DATASETS.TRAIN)
+    if cfg.INPUT.REID.LOAD_PARSING:  # fail before training, naming the images without maps
+        check_parsing_files(dataset, allow_missing=cfg.INPUT.REID.ALLOW_MISSING_PARSING)
     if mapper is None:
-        mapper = ReIDDatasetMapper(cfg, is_train=True)
+        mapper = build_reid_mapper(cfg, is_train=True)
     if cfg.DATALOADER.SEED >= 0:  # fixed by the Trainer (saved in checkpoints) or the config
         seed = cfg.DATALOADER.SEED
     else:
@@ -77,7 +79,8 @@ def build_reid_train_loader(
 
     Args:
         dataset: re-id training dicts (``person_id`` 0..N-1).
-        mapper: e.g. :class:`ReIDDatasetMapper` (training mode).
+        mapper: e.g. :class:`ReIDDatasetMapper` (training mode); from a config, the one named
+            by ``INPUT.REID.MAPPER``.
         total_batch_size: images per batch over all ranks (``SOLVER.IMS_PER_BATCH``) = P * K.
         num_instances: K (``DATALOADER.NUM_INSTANCES``).
         num_workers: data-loading processes per rank.
@@ -105,7 +108,7 @@ def build_reid_train_loader(
 def _test_loader_from_config(cfg, dataset_name: str, *, mapper=None) -> dict:
     return {
         "dataset": get_reid_dataset_dicts(dataset_name),
-        "mapper": ReIDDatasetMapper(cfg, is_train=False) if mapper is None else mapper,
+        "mapper": build_reid_mapper(cfg, is_train=False) if mapper is None else mapper,
         "total_batch_size": cfg.TEST.REID.IMS_PER_BATCH,
         "num_workers": cfg.DATALOADER.NUM_WORKERS,
     }

@@ -8,6 +8,15 @@ The parsing mask (if loaded) goes through the same geometric transforms as the i
 neighbour resize, same flip, padding with background 0, same crop). Random erasing changes the
 image only: the mask keeps describing where the body is, the erased patch plays an occluder the
 model must see through (the mask is a target, not an input).
+
+``REID_MAPPER_REGISTRY`` holds the re-id mappers a config can select with ``INPUT.REID.MAPPER``
+(:func:`build_reid_mapper`); the re-id loaders build theirs that way.
+
+Parsing maps (``datasets/README.md``): one single-channel PNG of parser class indices per image;
+a map whose size differs from its image is resized to it (nearest neighbour). An image without
+a map is an error naming it, unless images without masks are allowed: then its "parsing" and
+"part_masks" are filled with :data:`MISSING_PARSING` (-1, unknown) and heads skip its mask
+losses.
 """
 
 from __future__ import annotations
@@ -21,20 +30,39 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from detectron2.utils.registry import Registry
 from fvcore.transforms.transform import CropTransform, PadTransform, TransformList
 from PIL import Image
 
+from ..utils.registry import get_registered
+
 __all__ = [
+    "MISSING_PARSING",
+    "REID_MAPPER_REGISTRY",
     "RandomErasing",
     "RandomPadCrop",
     "ReIDDatasetMapper",
+    "build_reid_mapper",
+    "check_parsing_files",
     "check_parsing_groups",
     "group_parsing",
 ]
 
+REID_MAPPER_REGISTRY = Registry("REID_MAPPER")
+REID_MAPPER_REGISTRY.__doc__ = """
+Registry for re-id dataset mappers: a callable turning one re-id dataset dict into the model's
+input dict (see :class:`ReIDDatasetMapper` for the keys the re-id models read). The registered
+object is called with ``obj(cfg, is_train)``.
+"""
+
 # How many random rectangles random erasing draws before giving up (Zhong et al.: 100).
 _ERASING_ATTEMPTS = 100
 _ERASING_FILLS = ("image_mean", "pixel_mean", "random")
+# Value of every pixel of "parsing" and "part_masks" for an image without a parsing map (allowed
+# by INPUT.REID.ALLOW_MISSING_PARSING): no parser class or mask value is negative.
+MISSING_PARSING = -1
+# How many images without a map an error message names.
+_NAMED_MISSING = 5
 
 
 def group_parsing(parsing: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarray:
@@ -147,9 +175,39 @@ class RandomErasing:
         return image
 
 
+def _parsing_path(dataset_dict: dict) -> str | None:
+    """The dict's parsing map path if the file exists, else None."""
+    path = dataset_dict.get("parsing_file")
+    return path if path and os.path.isfile(path) else None
+
+
+def check_parsing_files(dataset_dicts: Sequence[dict], *, allow_missing: bool) -> int:
+    """Check that every dict has a parsing map on disk (``INPUT.REID.LOAD_PARSING``).
+
+    Returns:
+        the number of dicts without one (0 unless ``allow_missing``).
+
+    Raises:
+        FileNotFoundError: some map is missing and ``allow_missing`` is False; names the first
+            images and their expected map paths.
+    """
+    missing = [d for d in dataset_dicts if _parsing_path(d) is None]
+    if missing and not allow_missing:
+        named = ", ".join(
+            f"{d['file_name']} (map {d.get('parsing_file', 'none: no parsing/ folder')})"
+            for d in missing[:_NAMED_MISSING]
+        )
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(dataset_dicts)} images have no parsing map, e.g. {named}; "
+            "see datasets/README.md, or set INPUT.REID.ALLOW_MISSING_PARSING True to train "
+            "them without mask losses"
+        )
+    return len(missing)
+
+
 def _read_parsing(path: str, shape: tuple[int, int]) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"parsing mask {path} is missing")
+    """(H, W) uint8 class indices of the map at ``path``, resized to ``shape`` = (H, W) with
+    nearest neighbour when its size differs."""
     with Image.open(path) as img:
         parsing = np.asarray(img)
     if parsing.ndim != 2:
@@ -161,13 +219,14 @@ def _read_parsing(path: str, shape: tuple[int, int]) -> np.ndarray:
             f"parsing mask {path} holds values outside [0, 255] "
             f"({parsing.min()}..{parsing.max()}); expected parser class indices"
         )
+    parsing = parsing.astype(np.uint8)
     if parsing.shape != shape:
-        raise ValueError(
-            f"parsing mask {path} has size {parsing.shape}, its image has {shape} (height, width)"
-        )
-    return parsing.astype(np.uint8)
+        resized = Image.fromarray(parsing).resize((shape[1], shape[0]), Image.NEAREST)
+        parsing = np.asarray(resized)
+    return parsing
 
 
+@REID_MAPPER_REGISTRY.register()
 class ReIDDatasetMapper:
     """Map a re-id dataset dict to a model input.
 
@@ -177,6 +236,9 @@ class ReIDDatasetMapper:
          "image_id": str, "split": str, "file_name": str,
          "parsing": (H, W) int64 raw parser classes (only when parsing is loaded),
          "part_masks": (1 + G, H, W) float32 whole body + G groups (only with parsing_groups)}
+
+    An image without a map (allowed by ``allow_missing_parsing``) gets "parsing" and
+    "part_masks" of the same shapes filled with :data:`MISSING_PARSING`.
     """
 
     @configurable
@@ -191,6 +253,7 @@ class ReIDDatasetMapper:
         erasing: RandomErasing | None = None,
         load_parsing: bool = False,
         parsing_groups: Sequence[Sequence[int]] | None = None,
+        allow_missing_parsing: bool = False,
     ):
         """
         Args:
@@ -200,8 +263,11 @@ class ReIDDatasetMapper:
             flip_prob: horizontal flip probability (training only).
             padding: pixels of zero padding before the random crop (training only; 0 = none).
             erasing: random erasing applied at training time, or None.
-            load_parsing: read ``dataset_dict["parsing_file"]`` (a missing one is an error).
-            parsing_groups: raw classes of each part group, to emit ``"part_masks"``; None = no.
+            load_parsing: read ``dataset_dict["parsing_file"]`` (a missing one is an error
+                naming the image unless ``allow_missing_parsing``).
+            parsing_groups: raw classes of each part group, to emit ``"part_masks"``; None or
+                empty = no.
+            allow_missing_parsing: map an image without a parsing map with -1-filled masks.
         """
         if len(size) != 2 or min(size) <= 0:
             raise ValueError(f"ReIDDatasetMapper: size must be (height, width) > 0, got {size}")
@@ -212,13 +278,13 @@ class ReIDDatasetMapper:
             if padding > 0:
                 augs.append(RandomPadCrop(padding))
         self.augmentations = T.AugmentationList(augs)
+        self.size = (int(size[0]), int(size[1]))
         self.is_train = is_train
         self.image_format = image_format
         self.erasing = erasing if is_train else None
         self.load_parsing = load_parsing
-        self.parsing_groups = (
-            None if parsing_groups is None else check_parsing_groups(parsing_groups)
-        )
+        self.allow_missing_parsing = allow_missing_parsing
+        self.parsing_groups = check_parsing_groups(parsing_groups) if parsing_groups else None
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> dict:
@@ -244,20 +310,25 @@ class ReIDDatasetMapper:
             "flip_prob": rcfg.FLIP_PROB,
             "padding": rcfg.PADDING,
             "erasing": erasing,
-            "load_parsing": rcfg.LOAD_PARSING,
+            "load_parsing": rcfg.LOAD_PARSING and (is_train or rcfg.LOAD_PARSING_AT_TEST),
             "parsing_groups": rcfg.PARSING_GROUPS if rcfg.LOAD_PARSING else None,
+            "allow_missing_parsing": rcfg.ALLOW_MISSING_PARSING,
         }
 
     def __call__(self, dataset_dict: dict) -> dict:
         image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
         parsing = None
         if self.load_parsing:
-            if "parsing_file" not in dataset_dict:
-                raise KeyError(
-                    f"INPUT.REID.LOAD_PARSING is on but {dataset_dict['file_name']} has no "
-                    "'parsing_file' (no parsing/ folder for its split, see datasets/README.md)"
+            path = _parsing_path(dataset_dict)
+            if path is not None:
+                parsing = _read_parsing(path, image.shape[:2])
+            elif not self.allow_missing_parsing:
+                expected = dataset_dict.get("parsing_file", "none: no parsing/ folder")
+                raise FileNotFoundError(
+                    f"INPUT.REID.LOAD_PARSING is on but image {dataset_dict['file_name']} has no "
+                    f"parsing map (expected {expected}; see datasets/README.md, or allow images "
+                    "without maps with INPUT.REID.ALLOW_MISSING_PARSING)"
                 )
-            parsing = _read_parsing(dataset_dict["parsing_file"], image.shape[:2])
         aug_input = T.AugInput(image, sem_seg=parsing)
         self.augmentations(aug_input)
         image = aug_input.image
@@ -271,9 +342,28 @@ class ReIDDatasetMapper:
             "split": dataset_dict["split"],
             "file_name": dataset_dict["file_name"],
         }
-        if parsing is not None:
-            parsing = aug_input.sem_seg
-            out["parsing"] = torch.as_tensor(parsing.astype(np.int64))
-            if self.parsing_groups is not None:
-                out["part_masks"] = torch.as_tensor(group_parsing(parsing, self.parsing_groups))
+        if self.load_parsing:
+            out.update(self._parsing_targets(None if parsing is None else aug_input.sem_seg))
         return out
+
+    def _parsing_targets(self, parsing: np.ndarray | None) -> dict[str, torch.Tensor]:
+        """{"parsing": (H, W) int64, "part_masks": (1 + G, H, W) float32 (with groups)} of a
+        transformed map, or both filled with MISSING_PARSING (None: the image has no map)."""
+        if parsing is None:
+            size = self.size
+            out = {"parsing": torch.full(size, MISSING_PARSING, dtype=torch.int64)}
+            if self.parsing_groups is not None:
+                shape = (1 + len(self.parsing_groups), *size)
+                out["part_masks"] = torch.full(shape, float(MISSING_PARSING))
+            return out
+        out = {"parsing": torch.as_tensor(parsing.astype(np.int64))}
+        if self.parsing_groups is not None:
+            out["part_masks"] = torch.as_tensor(group_parsing(parsing, self.parsing_groups))
+        return out
+
+
+def build_reid_mapper(cfg, is_train: bool):
+    """The mapper named by ``cfg.INPUT.REID.MAPPER``, built with ``(cfg, is_train)``."""
+    return get_registered(REID_MAPPER_REGISTRY, cfg.INPUT.REID.MAPPER, "INPUT.REID.MAPPER")(
+        cfg, is_train
+    )

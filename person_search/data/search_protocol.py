@@ -3,9 +3,11 @@
 A person-search test dataset (e.g. ``cuhk_sysu_test``, ``prw_test``) is one list of
 Detectron2 dataset dicts holding the gallery scene images *and* one dict per query (marked by
 ``"query_index"``), so that one ``inference_on_dataset`` pass produces everything. Its
-``MetadataCatalog`` entry carries a :class:`SearchProtocol` under ``search_protocol``, which
-the :class:`~person_search.evaluation.PersonSearchEvaluator` reads. Loaders build it; the
-evaluator never reads dataset files itself.
+:class:`SearchProtocol` comes from
+:func:`person_search.data.datasets.get_search_protocol` (a cached function of the dataset name,
+also readable as ``MetadataCatalog.get(name).search_protocol``), which the
+:class:`~person_search.evaluation.PersonSearchEvaluator` reads. Loaders build it; the evaluator
+never reads dataset files itself.
 
 Conventions: boxes are ``XYXY_ABS`` float (x2 = x + w for datasets that store x, y, w, h),
 image ids are the scene file names without directory (``s15535.jpg``, ``c1s1_000151.jpg``).
@@ -13,7 +15,9 @@ image ids are the scene file names without directory (``s15535.jpg``, ``c1s1_000
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,8 +75,8 @@ class SearchProtocol:
         gallery_camera_ids: (G,) int64 camera of each gallery image (-1 unknown).
         queries: all queries, in a fixed order (``query_index`` in the dataset dicts).
         variant_loaders: variant name -> zero-argument callable building its
-            :class:`QueryGalleries` (loaded lazily: CUHK-SYSU's large gallery lists are read
-            only when that variant is evaluated).
+            :class:`QueryGalleries` (built when first asked for, then kept: CUHK-SYSU's large
+            gallery lists are read only when that variant is evaluated, once per process).
         default_variant: the headline variant (``"gallery_100"`` for CUHK-SYSU, ``"all"`` for
             PRW), reported as ``search/mAP`` and ``search/top1``.
     """
@@ -83,12 +87,29 @@ class SearchProtocol:
     queries: list[SearchQuery]
     variant_loaders: dict[str, Callable[[], QueryGalleries]] = field(default_factory=dict)
     default_variant: str = "all"
+    _built: dict[str, QueryGalleries] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
-    def variant(self, name: str) -> QueryGalleries:
-        """Build the named variant; raises ``KeyError`` listing the known ones."""
-        if name not in self.variant_loaders:
+    def _check_known(self, names: Sequence[str]) -> None:
+        unknown = [n for n in names if n not in self.variant_loaders]
+        if unknown:
             known = ", ".join(sorted(self.variant_loaders))
             raise KeyError(
-                f"search protocol {self.name!r} has no variant {name!r} (known: {known})"
+                f"search protocol {self.name!r} has no variant {unknown[0]!r} (known: {known})"
             )
-        return self.variant_loaders[name]()
+
+    def variant(self, name: str) -> QueryGalleries:
+        """The named variant, built on the first call; raises ``KeyError`` listing the known
+        ones."""
+        self._check_known([name])
+        if name not in self._built:
+            self._built[name] = self.variant_loaders[name]()
+        return self._built[name]
+
+    def restricted(self, names: Sequence[str]) -> SearchProtocol:
+        """The same protocol with only the variants ``names`` (built by, and kept in, this
+        one); raises ``KeyError`` for an unknown name."""
+        self._check_known(names)
+        loaders = {n: functools.partial(self.variant, n) for n in names}
+        return dataclasses.replace(self, variant_loaders=loaders)

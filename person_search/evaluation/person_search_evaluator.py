@@ -5,8 +5,8 @@ One ``inference_on_dataset`` pass over a person-search test dataset feeds
 ``pred_boxes``, ``scores``, ``embeddings``) and queries (outputs ``query_embeddings``). It
 stores *every* detection and applies ``det_thresh`` only when computing metrics, so a saved
 results file can be re-evaluated at other thresholds (``tools/evaluate_saved.py``). The protocol
-comes from ``MetadataCatalog.get(dataset_name).search_protocol``; the detection ground truth
-from the dataset dicts. Metric rules: :mod:`.search_metrics` and :mod:`.detection_metrics`.
+comes from ``get_search_protocol(dataset_name)`` (read once per process); the detection ground
+truth from the dataset dicts. Metric rules: :mod:`.search_metrics` and :mod:`.detection_metrics`.
 
 Metrics are in percent (Detectron2's convention)::
 
@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 from detectron2.config import CfgNode, configurable
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tabulate import tabulate
 
+from person_search.data.datasets import get_search_protocol
 from person_search.data.search_protocol import QueryGalleries, SearchProtocol
 
 from .cbgm import CBGMParams
@@ -131,18 +132,10 @@ def format_results_table(
 def load_protocol_and_ground_truth(
     dataset_name: str,
 ) -> tuple[SearchProtocol, GalleryGroundTruth]:
-    """The search protocol and gallery ground truth of a registered person-search test set.
-
-    Loads the dataset dicts first: loaders set ``search_protocol`` in the metadata when the
-    dataset is loaded.
-    """
+    """The search protocol and gallery ground truth of a registered person-search test set
+    (both from the dataset's load, cached per process)."""
+    protocol = get_search_protocol(dataset_name)
     dicts = DatasetCatalog.get(dataset_name)
-    protocol = getattr(MetadataCatalog.get(dataset_name), "search_protocol", None)
-    if not isinstance(protocol, SearchProtocol):
-        raise ValueError(
-            f"dataset {dataset_name!r} has no search_protocol in its metadata (not a "
-            "person-search test set?)"
-        )
     return protocol, GalleryGroundTruth.from_dataset_dicts(dicts, protocol.gallery_image_ids)
 
 

@@ -53,6 +53,26 @@ def _sort_keys(dist: np.ndarray, category: np.ndarray) -> np.ndarray:
     return keys
 
 
+def _ranked_categories(dist: np.ndarray, category: np.ndarray) -> np.ndarray:
+    """(C, G) int8: each row's categories in ranked order (by distance, ties by gallery index).
+
+    float32 rows sort packed keys (:func:`_sort_keys`); float64 ones, whose bits do not fit a
+    key, a stable argsort.
+    """
+    if dist.dtype == np.float64:
+        order = np.argsort(dist, axis=1, kind="stable")
+        return np.take_along_axis(category, order, axis=1)
+    keys = _sort_keys(dist, category)
+    keys.sort(axis=1)
+    ranked = np.empty(keys.shape, dtype=np.int8)
+    np.bitwise_and(keys, 2**_CATEGORY_BITS - 1, out=ranked, casting="unsafe")
+    return ranked
+
+
+def _is_float64(x) -> bool:
+    return getattr(x, "dtype", None) in (np.float64, torch.float64)
+
+
 def _as_tensor(x, dtype=None) -> torch.Tensor:
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     return t if dtype is None else t.to(dtype)
@@ -147,7 +167,8 @@ def evaluate_reid(
 
     Args:
         dist: (Q, G) distances (smaller = more similar), tensor or array; +inf allowed (ranked
-            last, ties in gallery order), NaN refused.
+            last, ties in gallery order), NaN refused. Ranked in their own precision: float64
+            stays float64 (casting to float32 would tie close distances and reorder them).
         q_pids, g_pids: (Q,), (G,) person ids; gallery id -1 = junk (ignored).
         q_camids, g_camids: (Q,), (G,) camera ids.
         max_rank: length of the returned CMC curve.
@@ -157,7 +178,7 @@ def evaluate_reid(
          "num_valid_queries": int, "num_skipped_queries": int, "AP": (Q,) numpy (nan for skipped
          queries)} -- fractions in [0, 1].
     """
-    dist = _as_numpy(dist, np.float32)
+    dist = _as_numpy(dist, np.float64 if _is_float64(dist) else np.float32)
     q_pids, g_pids = _as_numpy(q_pids, np.int64), _as_numpy(g_pids, np.int64)
     q_cams, g_cams = _as_numpy(q_camids, np.int64), _as_numpy(g_camids, np.int64)
     num_q, num_g = dist.shape if dist.ndim == 2 else (-1, -1)
@@ -178,25 +199,22 @@ def evaluate_reid(
         same_pid = g_pids[None, :] == q_pids[sl, None]
         removed = junk[None, :] | (same_pid & (g_cams[None, :] == q_cams[sl, None]))
         category = np.where(removed, np.int8(_REMOVED), same_pid.astype(np.int8) * np.int8(_MATCH))
-        keys = _sort_keys(dist[sl], category)
-        keys.sort(axis=1)
-        category = np.empty(keys.shape, dtype=np.int8)
-        np.bitwise_and(keys, 2**_CATEGORY_BITS - 1, out=category, casting="unsafe")
+        category = _ranked_categories(dist[sl], category)
         rows, cols = np.nonzero(category == _MATCH)  # row-major: matches in rank order
         # 1-based rank among the kept entries = sorted position + 1 - removed entries before.
         removed_rows, removed_cols = np.nonzero(category == _REMOVED)
         removed_flat = removed_rows * num_g + removed_cols  # sorted, like rows * num_g + cols
-        removed_per_row = np.bincount(removed_rows, minlength=keys.shape[0])
+        removed_per_row = np.bincount(removed_rows, minlength=category.shape[0])
         removed_before = (
             np.searchsorted(removed_flat, rows * num_g + cols)
             - (np.cumsum(removed_per_row) - removed_per_row)[rows]
         )
         ranks = cols + 1 - removed_before
-        num_match = np.bincount(rows, minlength=keys.shape[0])
+        num_match = np.bincount(rows, minlength=category.shape[0])
         offsets = np.cumsum(num_match) - num_match  # index of each row's first match
         nth = np.arange(len(rows)) - offsets[rows] + 1  # 1-based match number within its row
         valid = num_match > 0
-        ap_sum = np.bincount(rows, weights=nth / ranks, minlength=keys.shape[0])
+        ap_sum = np.bincount(rows, weights=nth / ranks, minlength=category.shape[0])
         ap[sl][valid] = ap_sum[valid] / num_match[valid]
         last = ranks[(offsets + num_match - 1)[valid]]
         inp[sl][valid] = num_match[valid] / last

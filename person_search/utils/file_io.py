@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from typing import IO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "write_png"]
 
 
 def atomic_write(path: str, write: Callable[[IO], object], mode: str) -> None:
@@ -28,3 +28,14 @@ def atomic_write(path: str, write: Callable[[IO], object], mode: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_png(path: str, image_rgb) -> None:
+    """Write an (H, W, 3) uint8 RGB array to ``path`` as PNG, atomically (:func:`atomic_write`)."""
+    import cv2  # only the picture writers need OpenCV
+    import numpy as np
+
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image_rgb[:, :, ::-1]))
+    if not ok:
+        raise OSError(f"cannot encode {path} as PNG")
+    atomic_write(path, lambda f: f.write(encoded.tobytes()), mode="wb")

@@ -30,7 +30,7 @@ from person_search.data.search_protocol import QueryGalleries
 from person_search.evaluation.array_ops import paired_iou
 from person_search.evaluation.saved_results import SavedSearchResults
 from person_search.evaluation.search_metrics import l2_normalize, search_iou_thresholds
-from person_search.utils.file_io import atomic_write
+from person_search.utils.file_io import write_png
 
 __all__ = [
     "CORRECT_COLOR",
@@ -279,13 +279,6 @@ def _read_rgb(path: str) -> np.ndarray:
         raise ValueError(f"cannot read image {path}: {e}") from e
 
 
-def _write_png(path: str, image_rgb: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image_rgb[:, :, ::-1]))
-    if not ok:
-        raise OSError(f"cannot encode {path} as PNG")
-    atomic_write(path, lambda f: f.write(encoded.tobytes()), mode="wb")
-
-
 def visualize_saved_results(
     saved: SavedSearchResults,
     image_path: Callable[[str], str],
@@ -329,6 +322,6 @@ def visualize_saved_results(
             [_read_rgb(image_path(m.image_id)) for m in matches],
         )
         path = os.path.join(output_dir, f"query_{q:04d}.png")
-        _write_png(path, picture)
+        write_png(path, picture)
         out.append(QueryVisualization(q, path, matches, columns))
     return out

@@ -121,7 +121,7 @@ def cuhk_root(tmp_path) -> str:
 
 
 def test_train_boxes_pids_and_invalid_dropped(cuhk_root):
-    dicts, num_ids = load_cuhk_sysu_train(cuhk_root)
+    dicts, num_ids, _ = load_cuhk_sysu_train(cuhk_root)
     assert num_ids == 1
     assert [d["image_id"] for d in dicts] == ["s1.jpg", "s2.jpg"]
     s1 = dicts[0]
@@ -133,7 +133,7 @@ def test_train_boxes_pids_and_invalid_dropped(cuhk_root):
 
 
 def test_test_protocol(cuhk_root):
-    dicts, protocol = load_cuhk_sysu_test(cuhk_root, protocol_name="hand")
+    dicts, protocol, _ = load_cuhk_sysu_test(cuhk_root, protocol_name="hand")
     gallery = dicts[: len(POOL)]
     queries = dicts[len(POOL) :]
     assert [d["image_id"] for d in gallery] == POOL
@@ -172,26 +172,25 @@ def test_test_protocol(cuhk_root):
 
 
 def test_inconsistent_testg_files(cuhk_root):
+    """Found when the dataset is loaded (before any inference), naming the file."""
     path = os.path.join(cuhk_root, "annotation", "test", "train_test", "TestG50.mat")
     swapped = [QUERIES[1], QUERIES[0]]
     scipy.io.savemat(path, {"TestG50": _struct(swapped)})
-    _, protocol = load_cuhk_sysu_test(cuhk_root)
     with pytest.raises(AnnotationError, match="TestG50.mat: its queries differ"):
-        protocol.variant("gallery_50")
+        load_cuhk_sysu_test(cuhk_root)
 
 
 def test_subset_query_not_in_main_list(cuhk_root):
     path = os.path.join(cuhk_root, "annotation", "test", "subset", "Resolution.mat")
     stray = _query_record("s5.jpg", [4, 4, 6, 6], "p99", [("s3.jpg", None)])
     scipy.io.savemat(path, {"Test_Size": _struct([stray])})
-    _, protocol = load_cuhk_sysu_test(cuhk_root)
-    with pytest.raises(AnnotationError, match=r"Resolution.mat: query \(s5.jpg"):
-        protocol.variant("resolution")
+    with pytest.raises(AnnotationError, match=r"Resolution.mat: Test_Size\[0\]: query \(s5.jpg"):
+        load_cuhk_sysu_test(cuhk_root)
 
 
 def test_only_smaller_gallery_files(cuhk_root):
     os.remove(os.path.join(cuhk_root, "annotation", "test", "train_test", "TestG100.mat"))
-    _, protocol = load_cuhk_sysu_test(cuhk_root)
+    _, protocol, _ = load_cuhk_sysu_test(cuhk_root)
     assert protocol.default_variant == "gallery_50"
     assert "gallery_100" not in protocol.variant_loaders
 
@@ -264,7 +263,7 @@ def test_all_six_gallery_sizes(cuhk_root):
         scipy.io.savemat(
             os.path.join(protocol_dir, f"TestG{n}.mat"), {f"TestG{n}": _struct(QUERIES)}
         )
-    _, protocol = load_cuhk_sysu_test(cuhk_root)
+    _, protocol, _ = load_cuhk_sysu_test(cuhk_root)
     sizes = (50, 100, 500, 1000, 2000, 4000)
     assert set(protocol.variant_loaders) == {f"gallery_{n}" for n in sizes} | {
         "occlusion",
@@ -274,10 +273,9 @@ def test_all_six_gallery_sizes(cuhk_root):
     assert protocol.default_variant == "gallery_100"
     for n in sizes:
         assert protocol.variant(f"gallery_{n}").galleries[0].tolist() == [1, 1, 2]
-    # A file with the wrong variable name fails when its variant is built, naming file and name.
+    # A file with the wrong variable name fails when the dataset is loaded, naming file and name.
     scipy.io.savemat(os.path.join(protocol_dir, "TestG2000.mat"), {"TestG200": _struct(QUERIES)})
-    _, protocol = load_cuhk_sysu_test(cuhk_root)
     with pytest.raises(
         AnnotationError, match=r"TestG2000.mat: missing variable\(s\) \['TestG2000'\]"
     ):
-        protocol.variant("gallery_2000")
+        load_cuhk_sysu_test(cuhk_root)

@@ -57,7 +57,7 @@ def test_camera_id():
 
 
 def test_train_relabel_clip_and_variables(prw_root):
-    dicts, num_ids = load_prw_train(prw_root)
+    dicts, num_ids, _ = load_prw_train(prw_root)
     assert num_ids == 3  # ids {1, 5, 932} -> {0, 1, 2}, sized from the data
     assert [d["image_id"] for d in dicts] == ["c1s1_000001.jpg", "c2s1_000002.jpg"]
     assert [d["camera_id"] for d in dicts] == [1, 2]
@@ -76,7 +76,7 @@ def test_train_relabels_the_483_real_ids(prw_root):
     rows = [[pid, 1 + pid % 50, 2, 5, 9] for pid in reversed(real)] + [[-2, 3, 3, 4, 4]]
     path = os.path.join(prw_root, "annotations", "c2s1_000002.jpg.mat")
     scipy.io.savemat(path, {"box_new": np.asarray(rows, np.float64)})
-    dicts, num_ids = load_prw_train(prw_root)
+    dicts, num_ids, _ = load_prw_train(prw_root)
     assert num_ids == 483  # ids of c1s1_000001 (932, 5) are among them
     annos = dicts[1]["annotations"]
     relabel = {a["original_person_id"]: a["person_id"] for a in annos}
@@ -86,7 +86,7 @@ def test_train_relabels_the_483_real_ids(prw_root):
 
 
 def test_test_protocol(prw_root):
-    dicts, protocol = load_prw_test(prw_root)
+    dicts, protocol, _ = load_prw_test(prw_root)
     gallery, queries = dicts[:3], dicts[3:]
     assert [a["person_id"] for a in gallery[0]["annotations"]] == [7, -1]  # original ids
     assert gallery[1]["annotations"][1]["bbox"] == [20, 0, 24, 6]  # anno_previous, y clipped
@@ -162,6 +162,6 @@ def test_identity_twice_in_a_frame_counts_once(prw_root):
     path = os.path.join(prw_root, "annotations", "c3s1_000005.jpg.mat")
     rows = [[8, 1, 1, 4, 4], [8, 30, 1, 4, 8]]
     scipy.io.savemat(path, {"box_new": np.asarray(rows, np.float64)})
-    _, protocol = load_prw_test(prw_root)
+    _, protocol, _ = load_prw_test(prw_root)
     images, boxes = protocol.variant("all").positives[1]  # query pid 8 in frame 1
     assert images.tolist() == [2] and boxes.tolist() == [[1, 1, 5, 5]]

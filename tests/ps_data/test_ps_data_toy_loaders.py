@@ -35,7 +35,7 @@ def _check_scene_dicts(dicts: list[dict]) -> None:
 
 def test_toy_cuhk_train(toy_cuhk):
     root, summary = toy_cuhk
-    dicts, num_ids = load_cuhk_sysu_train(root)
+    dicts, num_ids, _ = load_cuhk_sysu_train(root)
     assert len(dicts) == summary["train_images"]
     assert num_ids == summary["train_ids"]
     _check_scene_dicts(dicts)
@@ -53,7 +53,7 @@ def test_toy_cuhk_train(toy_cuhk):
 
 def test_toy_cuhk_test_protocol(toy_cuhk):
     root, summary = toy_cuhk
-    dicts, protocol = load_cuhk_sysu_test(root)
+    dicts, protocol, _ = load_cuhk_sysu_test(root)
     gallery = [d for d in dicts if "query_index" not in d]
     queries = [d for d in dicts if "query_index" in d]
     assert len(gallery) == summary["test_images"] and len(queries) == summary["queries"]
@@ -88,12 +88,12 @@ def test_toy_cuhk_test_protocol(toy_cuhk):
 
 def test_toy_prw(toy_prw):
     root, summary = toy_prw
-    train, num_ids = load_prw_train(root)
+    train, num_ids, _ = load_prw_train(root)
     assert num_ids == summary["train_ids"] and len(train) == summary["train_frames"]
     _check_scene_dicts(train)
     pids = {a["person_id"] for d in train for a in d["annotations"]}
     assert pids == set(range(num_ids)) | {-1}
-    dicts, protocol = load_prw_test(root)
+    dicts, protocol, _ = load_prw_test(root)
     gallery = [d for d in dicts if "query_index" not in d]
     assert len(gallery) == summary["test_frames"]
     assert len(protocol.queries) == summary["queries"]
@@ -122,8 +122,9 @@ def test_registered_toy_names(toy_cuhk, toy_prw, tmp_path, monkeypatch):
         first = DatasetCatalog.get(f"{prefix}_test")
         protocol = meta.search_protocol
         assert isinstance(protocol, SearchProtocol) and protocol.name == f"{prefix}_test"
-        again = DatasetCatalog.get(f"{prefix}_test")  # reloading replaces the protocol
-        assert len(again) == len(first) and meta.search_protocol is not protocol
+        assert "search_protocol" not in meta.__dict__  # computed, not stored in the metadata
+        again = DatasetCatalog.get(f"{prefix}_test")  # read once per process: the same protocol
+        assert again == first and again is not first and meta.search_protocol is protocol
 
 
 def test_real_names_are_strict(toy_prw, tmp_path, monkeypatch):
@@ -156,7 +157,7 @@ def _fields(arr: np.ndarray) -> tuple[str, ...]:
 
 def test_toy_cuhk_files_have_the_real_nesting(toy_cuhk):
     """The toy MAT files nest as loadmat returns the real ones (struct arrays, cells, 1x4 boxes,
-    0x0 empty boxes), checked here directly, without the loader."""
+    1x0 empty boxes), checked here directly, without the loader."""
     root, summary = toy_cuhk
     ann = os.path.join(root, "annotation")
     img = scipy.io.loadmat(os.path.join(ann, "Images.mat"))["Img"]
@@ -182,7 +183,7 @@ def test_toy_cuhk_files_have_the_real_nesting(toy_cuhk):
         assert _fields(query) == ("imname", "idlocate", "ishard", "idname")
         assert gallery.shape == (1, n) and _fields(gallery) == ("imname", "idlocate", "ishard")
         boxes = [g["idlocate"].shape for g in gallery[0]]
-        assert boxes[0] == (1, 4) and boxes[-1] == (0, 0)  # persons first, then absent
+        assert boxes[0] == (1, 4) and boxes[-1] == (1, 0)  # persons first, then absent
     for file_name, variable in (("Occlusion.mat", "Occlusion1"), ("Resolution.mat", "Test_Size")):
         subset = scipy.io.loadmat(os.path.join(ann, "test", "subset", file_name))[variable]
         assert {"Query", "Gallery"} <= set(_fields(subset))
@@ -216,7 +217,7 @@ def test_toy_prw_negative_coordinates_are_clipped(toy_prw):
         stored[os.path.basename(path)[: -len(".mat")]] = data[variable]
     negative = {name: rows for name, rows in stored.items() if (rows[:, 1] < 0).any()}
     assert negative
-    train, _ = load_prw_train(root)
+    train = load_prw_train(root).dicts
     dicts = train + [d for d in load_prw_test(root)[0] if "query_index" not in d]
     by_id = {d["image_id"]: d for d in dicts}
     for name, rows in negative.items():

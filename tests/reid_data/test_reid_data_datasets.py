@@ -16,6 +16,7 @@ from person_search.data.datasets.reid import (
     ReIDDatasetSpec,
 )
 from person_search.data.datasets.reid_common import parse_market_name
+from person_search.data.reid_mapper import check_parsing_files
 
 SPECS = {s.name: s for s in REID_DATASETS}
 
@@ -177,9 +178,15 @@ def test_parsing_files(market_tree):
     (base / "parsing" / "query").mkdir(parents=True)
     mask = Image.fromarray(np.zeros((8, 4), dtype=np.uint8))
     mask.save(base / "parsing" / "query" / "0003_c1s1_001051_00.png")
+    # a split with a parsing folder names every image's mirrored map; a missing one is an
+    # error naming it where the config is known (the train loader / mapper), unless allowed
+    dicts = _unchecked("market1501").load("test", str(market_tree))
+    queries = [d for d in dicts if d["split"] == "query"]
     with pytest.raises(FileNotFoundError, match="0005_c2s1_000976_00.png"):
-        _unchecked("market1501").load("test", str(market_tree))
+        check_parsing_files(queries, allow_missing=False)
+    assert check_parsing_files(queries, allow_missing=True) == 1
     mask.save(base / "parsing" / "query" / "0005_c2s1_000976_00.png")
+    assert check_parsing_files(queries, allow_missing=False) == 0
     dicts = _unchecked("market1501").load("test", str(market_tree))
     for d in dicts:  # the query split has masks, the gallery split has no parsing folder
         if d["split"] == "query":

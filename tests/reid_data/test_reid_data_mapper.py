@@ -9,8 +9,10 @@ from PIL import Image
 
 from person_search.config import get_cfg
 from person_search.data.reid_mapper import (
+    MISSING_PARSING,
     RandomErasing,
     ReIDDatasetMapper,
+    check_parsing_files,
     check_parsing_groups,
     group_parsing,
 )
@@ -193,11 +195,20 @@ def test_group_parsing():
     np.testing.assert_array_equal(parts[4], [[0, 0, 0], [0, 0, 1]])
 
 
+# A 4-part grouping of LIP classes for the config tests (the library's default is no groups).
+_GROUPS = ((1, 2, 4, 13), (3, 5, 6, 7, 10, 11, 14, 15), (8, 9, 12, 16, 17), (18, 19))
+
+
 def test_from_config_part_masks_and_errors(tmp_path):
     cfg = get_cfg()
     cfg.INPUT.REID.SIZE_TRAIN = (H, W)
     cfg.INPUT.REID.LOAD_PARSING = True
     record = _write_pair(tmp_path, _mask())
+    # the library's default: no part groups, so "parsing" only
+    out = ReIDDatasetMapper(cfg, is_train=True)(record)
+    assert out["parsing"].shape == (H, W) and "part_masks" not in out
+    cfg.INPUT.REID.PARSING_PART_NAMES = ("head", "upper", "lower", "shoes")
+    cfg.INPUT.REID.PARSING_GROUPS = _GROUPS
     out = ReIDDatasetMapper(cfg, is_train=True)(record)
     assert out["image"].shape == (3, H, W)
     assert out["part_masks"].shape == (1 + len(cfg.INPUT.REID.PARSING_GROUPS), H, W)
@@ -207,24 +218,71 @@ def test_from_config_part_masks_and_errors(tmp_path):
     )
     test_out = ReIDDatasetMapper(cfg, is_train=False)(record)
     assert test_out["image"].shape == (3, *cfg.INPUT.REID.SIZE_TEST)
+    assert test_out["parsing"].shape == tuple(cfg.INPUT.REID.SIZE_TEST)
 
     no_mask = {k: v for k, v in record.items() if k != "parsing_file"}
-    with pytest.raises(KeyError, match="parsing_file"):
+    with pytest.raises(FileNotFoundError, match=f"image {record['file_name']} has no parsing"):
         ReIDDatasetMapper(cfg, is_train=False)(no_mask)
     missing = dict(record, parsing_file=str(tmp_path / "nope.png"))
     with pytest.raises(FileNotFoundError, match="nope.png"):
         ReIDDatasetMapper(cfg, is_train=False)(missing)
-    Image.fromarray(np.zeros((H + 1, W), dtype=np.uint8)).save(tmp_path / "wrong.png")
-    with pytest.raises(ValueError, match="wrong.png"):
-        ReIDDatasetMapper(cfg, is_train=False)(
-            dict(record, parsing_file=str(tmp_path / "wrong.png"))
-        )
     cfg.INPUT.REID.LOAD_PARSING = False
     plain = ReIDDatasetMapper(cfg, is_train=False)(no_mask)
     assert "parsing" not in plain and "part_masks" not in plain
     cfg.INPUT.REID.PARSING_PART_NAMES = ("head",)
     with pytest.raises(ValueError, match="PARSING_GROUPS"):
         ReIDDatasetMapper(cfg, is_train=True)
+
+
+def test_parsing_map_of_another_size_is_resized_nearest(tmp_path):
+    # A parser may write maps at its own resolution: the map is resized to its image (nearest
+    # neighbour, so only its classes appear) before the shared transforms.
+    small = np.array([[0, 13], [5, 9], [9, 18]], dtype=np.uint8)  # 3 x 2 blocks
+    record = _write_pair(tmp_path, np.kron(small, np.ones((8, 6), dtype=np.uint8)))
+    Image.fromarray(small).save(tmp_path / "small.png")
+    mapper = ReIDDatasetMapper(is_train=False, size=(H, W), load_parsing=True)
+    out = mapper(dict(record, parsing_file=str(tmp_path / "small.png")))
+    np.testing.assert_array_equal(out["parsing"].numpy(), np.kron(small, np.ones((8, 6))))
+    # and the image itself still encodes the same classes pixel by pixel
+    assert torch.equal(out["image"][0].long(), out["parsing"] * 10)
+
+
+def test_images_without_maps_allowed_by_config(tmp_path):
+    cfg = get_cfg()
+    cfg.INPUT.REID.SIZE_TRAIN = (H, W)
+    cfg.INPUT.REID.LOAD_PARSING = True
+    cfg.INPUT.REID.PARSING_PART_NAMES = ("head", "upper", "lower", "shoes")
+    cfg.INPUT.REID.PARSING_GROUPS = _GROUPS
+    record = _write_pair(tmp_path, _mask())
+    no_map = dict(record, parsing_file=str(tmp_path / "absent.png"))
+    with pytest.raises(FileNotFoundError, match="absent.png"):
+        check_parsing_files([record, no_map], allow_missing=False)
+    assert check_parsing_files([record, record], allow_missing=False) == 0
+    cfg.INPUT.REID.ALLOW_MISSING_PARSING = True
+    assert check_parsing_files([record, no_map], allow_missing=True) == 1
+    mapper = ReIDDatasetMapper(cfg, is_train=True)
+    out = mapper(no_map)
+    assert out["parsing"].shape == (H, W) and out["part_masks"].shape == (5, H, W)
+    assert (out["parsing"] == MISSING_PARSING).all() and (out["part_masks"] == -1).all()
+    # an image with its map is mapped as before
+    with_map = mapper(record)
+    assert (with_map["parsing"] >= 0).all() and set(with_map["part_masks"].unique().tolist()) == {
+        0.0,
+        1.0,
+    }
+
+
+def test_test_mapping_can_skip_maps(tmp_path):
+    cfg = get_cfg()
+    cfg.INPUT.REID.LOAD_PARSING = True
+    cfg.INPUT.REID.LOAD_PARSING_AT_TEST = False
+    cfg.INPUT.REID.SIZE_TEST = (H, W)
+    record = _write_pair(tmp_path, _mask())
+    no_map = {k: v for k, v in record.items() if k != "parsing_file"}
+    out = ReIDDatasetMapper(cfg, is_train=False)(no_map)
+    assert "parsing" not in out and out["image"].shape == (3, H, W)
+    with pytest.raises(FileNotFoundError, match="no parsing map"):
+        ReIDDatasetMapper(cfg, is_train=True)(no_map)
 
 
 def test_parsing_groups_are_validated(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections import Counter
 
 import pytest
@@ -135,6 +136,8 @@ def test_loaders_from_config_on_toy(tmp_path, monkeypatch):
     cfg.INPUT.REID.SIZE_TRAIN = (32, 16)
     cfg.INPUT.REID.SIZE_TEST = (32, 16)
     cfg.INPUT.REID.LOAD_PARSING = True
+    cfg.INPUT.REID.PARSING_PART_NAMES = ("head", "upper", "lower", "shoes")
+    cfg.INPUT.REID.PARSING_GROUPS = ((13,), (5,), (9,), (18,))  # the toy set's LIP labels
     cfg.SOLVER.IMS_PER_BATCH = 6
     cfg.DATALOADER.NUM_INSTANCES = 2
     cfg.DATALOADER.NUM_WORKERS = 0
@@ -152,3 +155,12 @@ def test_loaders_from_config_on_toy(tmp_path, monkeypatch):
         "query",
         "gallery",
     }
+    # a training image whose map is gone stops the loader's construction, naming it, unless
+    # the config allows images without maps
+    parsing_dir = tmp_path / "toy_market1501" / "parsing" / "bounding_box_train"
+    gone = sorted(os.listdir(parsing_dir))[0]
+    os.remove(parsing_dir / gone)
+    with pytest.raises(FileNotFoundError, match=gone):
+        build_reid_train_loader(cfg)
+    cfg.INPUT.REID.ALLOW_MISSING_PARSING = True
+    assert len(next(iter(build_reid_train_loader(cfg)))) == 6

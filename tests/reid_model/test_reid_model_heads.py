@@ -3,9 +3,9 @@ head of ReIDBaseline (backbone, normalisation, evaluator API unchanged)."""
 
 import pytest
 import torch
-from conftest import tiny_reid_cfg
 from detectron2.config import configurable
 from detectron2.modeling import build_model
+from reid_model_testutils import tiny_reid_cfg
 from torch import nn
 
 from person_search.evaluation import ReIDEvaluator
@@ -27,7 +27,7 @@ class ReIDModelTestPartHead(nn.Module):
         self.seen_targets: list[set[str]] = []
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
+    def from_config(cls, cfg, input_shape, backbone=None):
         name = cfg.MODEL.REID.HEAD.IN_FEATURE
         return {
             "in_feature": name,
@@ -55,7 +55,7 @@ class ReIDModelTestPartHead(nn.Module):
 
 def test_registry_documents_the_call_contract():
     doc = REID_HEAD_REGISTRY.__doc__
-    assert "obj(cfg, input_shape)" in doc and "part_visibility" in doc
+    assert "obj(cfg, input_shape, backbone=backbone)" in doc and "part_visibility" in doc
 
 
 def test_head_chosen_by_config_trains_and_feeds_the_evaluator():

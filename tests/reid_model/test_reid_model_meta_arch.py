@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import tiny_reid_cfg
 from detectron2.modeling import build_model
+from reid_model_testutils import tiny_reid_cfg
 
 from person_search.modeling.meta_arch.reid import ReIDBaseline
 from person_search.modeling.reid_heads import BNNeckHead

@@ -1,4 +1,5 @@
-"""benchmarks/bench_train.py: one timed step of every person-search baseline."""
+"""benchmarks/bench_train.py: one timed step of every person-search baseline and every re-id
+model (the library's baseline, PAN and SGSFA)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from tools_testutils import REPO
 
 BENCH = REPO / "benchmarks" / "bench_train.py"
@@ -35,7 +37,9 @@ def test_synthetic_scenes_are_toy_sized_training_inputs():
 
 def test_bench_train_one_iteration_of_every_baseline(capsys):
     bench = _load_bench()
-    rows_out = bench.main(["--iters", "1", "--warmup", "0", "--threads", "1"])
+    rows_out = bench.main(
+        ["--part", "person_search", "--iters", "1", "--warmup", "0", "--threads", "1"]
+    )
     assert sorted(r["model"] for r in rows_out) == ["hoim", "oim", "seqnet", "seqnext"]
     for r in rows_out:
         assert math.isfinite(r["train_ips"]) and r["train_ips"] > 0
@@ -54,3 +58,59 @@ def test_bench_train_one_iteration_of_every_baseline(capsys):
     for name, row in rows.items():  # the printed ratios are the measured speeds' ratios
         expected = speeds[name]["train_ips"] / speeds["oim"]["train_ips"]
         assert float(row[ratios[0]]) == pytest.approx(expected, abs=0.006)
+
+
+def _table(out: str, title: str) -> tuple[list[str], dict[str, list[str]]]:
+    """Header and rows (by model) of the markdown table printed after ``title``."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title)) + 1
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append([c.strip() for c in line.strip("|").split("|")])
+    return table[0], {r[0]: r for r in table[2:]}
+
+
+def test_synthetic_crops_are_pk_batches_of_identities():
+    bench = _load_bench()
+    crops = bench.synthetic_crops(16, np.random.default_rng(0), size=(16, 8), ids=3)
+    assert all(c["image"].shape == (3, 16, 8) and c["image"].dtype == torch.uint8 for c in crops)
+    assert [c["person_id"] for c in crops] == [0] * 4 + [1] * 4 + [2] * 4 + [0] * 4
+    same = [c["image"].float().mean((1, 2)) for c in crops[:2]]
+    other = crops[4]["image"].float().mean((1, 2))
+    assert (same[0] - same[1]).abs().max() < (same[0] - other).abs().max()
+
+
+def test_bench_train_reid_part_times_the_projects_beside_the_baseline(capsys):
+    bench = _load_bench()
+    rows_out = bench.main(["--part", "reid", "--iters", "1", "--warmup", "0", "--threads", "1"])
+    assert [r["model"] for r in rows_out] == ["reid-baseline", "pan", "sgsfa"]
+    assert all(r["task"] == "reid" for r in rows_out)
+    speeds = {r["model"]: r for r in rows_out}
+    for r in rows_out:
+        assert math.isfinite(r["train_ips"]) and r["train_ips"] > 0
+        assert math.isfinite(r["infer_ips"]) and r["infer_ips"] > 0
+    assert speeds["reid-baseline"]["embedding"] == 128  # toy BNNeck: res5 of ResNet-18 x 1/4
+    assert speeds["pan"]["embedding"] == 32 + 14 * 16  # N_g + p * n_l of the PAN toy config
+    header, rows = _table(capsys.readouterr().out, "Toy-size re-id")
+    ratios = [i for i, h in enumerate(header) if h == "x reid-baseline"]
+    assert len(ratios) == 2 and [rows["reid-baseline"][i] for i in ratios] == ["1.00", "1.00"]
+    assert speeds["sgsfa"]["params_m"] > speeds["reid-baseline"]["params_m"]  # attentions
+    for model in ("pan", "sgsfa"):
+        for name, column in zip(("train_ips", "infer_ips"), ratios):
+            expected = speeds[model][name] / speeds["reid-baseline"][name]
+            assert float(rows[model][column]) == pytest.approx(expected, abs=0.006)
+
+
+def test_synthetic_crops_carry_part_masks_in_bands():
+    bench = _load_bench()
+    crops = bench.synthetic_crops(4, np.random.default_rng(0), size=(64, 32), ids=2, parts=4)
+    for c in crops:
+        masks = c["part_masks"]
+        assert tuple(c["image"].shape) == (3, 64, 32) and masks.shape == (5, 64, 32)
+        assert (masks[1:].sum(0) == masks[0]).all() and masks[0].sum() > 0  # disjoint parts
+        rows = [int(m.amax(1).nonzero().min()) for m in masks[1:]]
+        assert rows == sorted(rows)  # head above upper body above lower body above shoes
+    no_parts = bench.synthetic_crops(1, np.random.default_rng(0), size=(64, 32), ids=1)
+    assert "part_masks" not in no_parts[0]

@@ -1,10 +1,13 @@
-"""atomic_write: the target is either the old file or the complete new one, never partial."""
+"""atomic_write: the target is either the old file or the complete new one, never partial;
+write_png builds on it."""
 
 import os
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from person_search.utils.file_io import atomic_write
+from person_search.utils.file_io import atomic_write, write_png
 
 
 def test_writes_text_and_bytes_creating_folders(tmp_path):
@@ -35,3 +38,13 @@ def test_relative_path_in_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     atomic_write("plain.txt", lambda f: f.write("x"), mode="w")
     assert (tmp_path / "plain.txt").read_text() == "x"
+
+
+def test_write_png_round_trips_rgb(tmp_path):
+    image = np.zeros((3, 4, 3), dtype=np.uint8)
+    image[0, 0] = (255, 0, 0)  # red stays red (RGB in, PNG out)
+    image[2, 3] = (0, 0, 255)
+    path = tmp_path / "sub" / "x.png"
+    write_png(str(path), image)
+    assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), image)
+    assert os.listdir(path.parent) == ["x.png"]  # no temporary left

@@ -18,12 +18,12 @@ name                    root (under ``$DETECTRON2_DATASETS``, default      stric
 
 The root is resolved when a dataset is loaded, so ``DETECTRON2_DATASETS`` may be set after
 import. Metadata set at registration: ``thing_classes=["person"]``,
-``evaluator_type="person_search"``, ``dataset_format`` (``"cuhk_sysu"`` / ``"prw"``). Metadata
-set when the dataset is loaded (``DatasetCatalog.get(name)``): ``num_person_ids`` (train splits;
-for the strict real train splits it is set at registration too, from the published sizes, so
-that building an OIM model for ``--eval-only`` does not need the training files) and
-``search_protocol`` (a :class:`~person_search.data.search_protocol.SearchProtocol`, test
-splits). Loading again replaces them with the freshly read values.
+``evaluator_type="person_search"``, ``dataset_format`` (``"cuhk_sysu"`` / ``"prw"``), and for the
+strict real train splits ``num_person_ids`` (the published count, so that building an OIM model
+for ``--eval-only`` does not need the training files; a load asserts it). Nothing is set when a
+dataset is loaded: ``num_person_ids`` (train), ``search_protocol`` (test) and ``load_summary``
+come from the cached functions of the name in :mod:`.facts` (``get_num_person_ids``,
+``get_search_protocol``, ``get_load_summary``), which the metadata also answers.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 
 from .cuhk_sysu import CUHK_SYSU_SIZES, load_cuhk_sysu_test, load_cuhk_sysu_train
+from .facts import LoadedSplit, register_split
 from .prw import PRW_SIZES, load_prw_test, load_prw_train
 
 __all__ = ["datasets_root", "register_person_search_dataset"]
@@ -59,16 +60,6 @@ def datasets_root() -> str:
     return os.environ.get("DETECTRON2_DATASETS", "datasets")
 
 
-def _replace_metadata(name: str, **values) -> None:
-    """Set metadata values, replacing earlier ones (Detectron2's ``set`` refuses to change a
-    value, and a reloaded protocol never compares equal)."""
-    meta = MetadataCatalog.get(name)
-    for key, value in values.items():
-        if hasattr(meta, key):
-            delattr(meta, key)
-        setattr(meta, key, value)
-
-
 def register_person_search_dataset(
     name: str, dataset_format: str, split: str, root: str | Callable[[], str], *, strict_sizes: bool
 ) -> None:
@@ -91,18 +82,17 @@ def register_person_search_dataset(
     def resolve_root() -> str:
         return root() if callable(root) else root
 
-    def load() -> list[dict]:
+    def load() -> LoadedSplit:
         if split == "train":
-            dicts, num_ids = train_loader(resolve_root(), strict_sizes=strict_sizes)
-            _replace_metadata(name, num_person_ids=num_ids)
-        else:
-            dicts, protocol = test_loader(
-                resolve_root(), strict_sizes=strict_sizes, protocol_name=name
-            )
-            _replace_metadata(name, search_protocol=protocol)
-        return dicts
+            dicts, num_ids, summary = train_loader(resolve_root(), strict_sizes=strict_sizes)
+            return LoadedSplit(dicts, summary, num_person_ids=num_ids)
+        dicts, protocol, summary = test_loader(
+            resolve_root(), strict_sizes=strict_sizes, protocol_name=name
+        )
+        return LoadedSplit(dicts, summary, search_protocol=protocol)
 
-    DatasetCatalog.register(name, load)
+    facts = ("num_person_ids" if split == "train" else "search_protocol", "load_summary")
+    register_split(name, load, key=lambda: os.path.abspath(resolve_root()), facts=facts)
     MetadataCatalog.get(name).set(
         thing_classes=["person"],
         evaluator_type="person_search",

@@ -3,33 +3,78 @@
 ``scipy.io.loadmat`` returns MATLAB structs and cells as nested numpy arrays whose nesting depends
 on how the file was written (struct array vs. cell of 1x1 structs, row vs. column) and on
 ``squeeze_me``. The helpers here accept any of these nestings, so the loaders work on the real
-files, on the toy files and on hand-made test files alike.
+files, on the toy files and on hand-made test files alike. Elements of a struct or cell array are
+taken in MATLAB's linear (column-major) order.
+
+:func:`read_record_batches` reads large struct arrays with the vectorised reader of
+:mod:`.matv5`, and with ``scipy.io.loadmat`` when that reader does not handle the file.
+
+Every file the readers here open is reported to :func:`track_reads` (the dataset cache checks
+those files to know whether a loaded dataset is still current).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import scipy.io
 from PIL import Image, UnidentifiedImageError
+
+from .matv5 import (
+    LeafColumn,
+    MatFormatError,
+    MatValueError,
+    RecordBatch,
+    StructColumn,
+    iter_record_batches,
+)
 
 __all__ = [
     "AnnotationError",
     "field",
     "image_size",
     "load_mat",
+    "note_read",
+    "read_record_batches",
     "records",
     "to_box",
     "to_float",
     "to_str",
     "to_strings",
+    "track_reads",
 ]
+
+logger = logging.getLogger(__name__)
+
+# The list collecting the paths read inside track_reads() (None outside it).
+_READS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("reads", default=None)
 
 
 class AnnotationError(ValueError):
     """A dataset annotation file is missing a variable / field or holds a malformed value."""
+
+
+@contextlib.contextmanager
+def track_reads() -> Iterator[list[str]]:
+    """Collect the paths of the files (and listed folders) read inside the block."""
+    reads: list[str] = []
+    token = _READS.set(reads)
+    try:
+        yield reads
+    finally:
+        _READS.reset(token)
+
+
+def note_read(path: str) -> None:
+    """Report that ``path`` was read (see :func:`track_reads`)."""
+    reads = _READS.get()
+    if reads is not None:
+        reads.append(path)
 
 
 def load_mat(path: str, variable_names: Sequence[str], *, any_of: bool = False) -> dict:
@@ -45,6 +90,7 @@ def load_mat(path: str, variable_names: Sequence[str], *, any_of: bool = False) 
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"annotation file not found: {path}")
+    note_read(path)
     try:
         data = scipy.io.loadmat(path, variable_names=list(variable_names))
     except Exception as e:  # scipy raises several types for corrupt files
@@ -69,10 +115,10 @@ def records(value, where: str) -> list[np.void]:
     """
     arr = np.asarray(value)
     if arr.dtype.names is not None:
-        return list(arr.reshape(-1))
+        return list(arr.reshape(-1, order="F"))
     if arr.dtype == object:
         out: list[np.void] = []
-        for item in arr.reshape(-1):
+        for item in arr.reshape(-1, order="F"):
             out.extend(records(item, where))
         return out
     raise AnnotationError(f"{where}: expected a struct array or a cell of structs, got {arr.dtype}")
@@ -97,12 +143,22 @@ def _unwrap(value, where: str):
     return value
 
 
+# What scipy.io.loadmat puts in place of bytes that are not UTF-8.
+_REPLACEMENT = "\ufffd"
+
+
+def _checked_text(text: str, where: str) -> str:
+    if _REPLACEMENT in text:
+        raise AnnotationError(f"{where}: {text!r} is not valid UTF-8 text in the file")
+    return text
+
+
 def to_str(value, where: str) -> str:
     """A MATLAB char array (possibly wrapped in cells) as a Python string."""
     value = _unwrap(value, where)
     if not isinstance(value, str):
         raise AnnotationError(f"{where}: expected a string, got {type(value).__name__}")
-    return str(value)
+    return _checked_text(str(value), where)
 
 
 def to_float(value, where: str) -> float:
@@ -120,7 +176,7 @@ def to_strings(value, where: str) -> list[str]:
     if arr.dtype == object:
         return [to_str(item, where) for item in arr.reshape(-1)]
     if arr.dtype.kind == "U":
-        return [str(s) for s in arr.reshape(-1)]
+        return [_checked_text(str(s), where) for s in arr.reshape(-1)]
     raise AnnotationError(f"{where}: expected a cell array of strings, got {arr.dtype}")
 
 
@@ -143,6 +199,7 @@ def image_size(path: str) -> tuple[int, int]:
     """(height, width) of an image, read from its header without decoding the pixels."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
+    note_read(path)
     try:
         with Image.open(path) as im:
             width, height = im.size
@@ -155,3 +212,92 @@ def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     """(N, 4) ``x, y, w, h`` -> (N, 4) ``x1, y1, x2, y2`` with x2 = x + w (no -1)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+
+
+def read_record_batches(
+    path: str, variable: str, wanted: dict[str, Sequence[str]]
+) -> Iterator[RecordBatch]:
+    """The records of ``variable`` (a struct array or a cell of struct arrays) in batches, with
+    the leaf fields ``wanted[f]`` of the struct array held by each record field ``f`` decoded
+    (see :mod:`.matv5`). Read with the vectorised reader; a file it does not handle is read
+    with ``scipy.io.loadmat`` instead, with a warning, into the same batches.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        AnnotationError: a missing variable, a file that cannot be parsed, records that are not
+            structs, or a record field that holds no struct array.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    note_read(path)
+    batches = []
+    try:
+        batches = list(iter_record_batches(path, variable, wanted))
+    except KeyError as e:
+        raise AnnotationError(f"{path}: missing variable(s) {[variable]} ({e.args[0]})") from e
+    except MatValueError as e:
+        raise AnnotationError(f"{path}: {variable}: {e}") from e
+    except (MatFormatError, OSError) as e:
+        logger.warning(
+            "%s: the vectorised MAT reader does not handle this file (%s); reading it with "
+            "scipy.io.loadmat (slower)",
+            path,
+            e,
+        )
+        batches = [_loadmat_batch(path, variable, wanted)]
+    yield from batches
+
+
+def _loadmat_batch(path: str, variable: str, wanted: dict[str, Sequence[str]]) -> RecordBatch:
+    """One :class:`RecordBatch` of all records, from ``scipy.io.loadmat``."""
+    top = load_mat(path, [variable])[variable]
+    recs = records(top, f"{path}: {variable}")
+    fields = tuple(recs[0].dtype.names) if recs else tuple(np.asarray(top).dtype.names or ())
+    columns = {}
+    for name, leaf_fields in wanted.items():
+        if name not in fields:
+            continue
+        structs = [
+            records(field(rec, name, f"{path}: {variable}[{i}]"), f"{path}: {variable}.{name}")
+            for i, rec in enumerate(recs)
+        ]
+        elements = [e for s in structs for e in s]
+        struct_fields = tuple(elements[0].dtype.names) if elements else ()
+        offsets = np.zeros(len(structs) + 1, dtype=np.int64)
+        np.cumsum([len(s) for s in structs], out=offsets[1:])
+        leaves = {
+            leaf: _leaf_column([e[leaf] for e in elements], f"{path}: {variable}.{name}.{leaf}")
+            for leaf in leaf_fields
+            if elements and all(leaf in e.dtype.names for e in elements)
+        }
+        columns[name] = StructColumn(struct_fields, offsets, leaves)
+    return RecordBatch(0, len(recs), fields, columns)
+
+
+def _leaf_column(values: list, where: str) -> LeafColumn:
+    """A :class:`LeafColumn` from the arrays ``scipy.io.loadmat`` returned for one field."""
+    m = len(values)
+    classes = np.zeros(m, dtype=np.int64)
+    shapes = np.zeros((m, 2), dtype=np.int64)
+    counts = np.zeros(m, dtype=np.int64)
+    numbers, text_ids, texts = [], np.full(m, -1, dtype=np.int64), []
+    for i, value in enumerate(values):
+        arr = np.asarray(value)
+        if arr.dtype.kind == "U":  # char: loadmat gives one string per row
+            classes[i] = 4
+            rows = arr.reshape(-1, order="F").tolist()
+            shapes[i] = (len(rows), max((len(r) for r in rows), default=0))
+            text_ids[i] = len(texts)
+            texts.append(_checked_text("".join(rows), where))
+        elif arr.dtype.kind in "biuf" and arr.ndim <= 2:
+            classes[i] = 6
+            shapes[i] = arr.shape if arr.ndim == 2 else (1, arr.size)
+            flat = arr.reshape(-1, order="F").astype(np.float64)
+            counts[i] = flat.size
+            numbers.append(flat)
+        else:  # a struct, cell or N-d value: not a leaf
+            classes[i] = 2 if arr.dtype.names is not None else 1
+    offsets = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    values_flat = np.concatenate(numbers) if numbers else np.zeros(0)
+    return LeafColumn(classes, shapes, offsets, values_flat, text_ids, texts)

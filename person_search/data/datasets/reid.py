@@ -21,8 +21,11 @@ official sizes after junk removal, asserted on load (train images and ids; query
 
 ``*_train`` holds the training dicts (``person_id`` relabelled 0..N-1 by sorted original id),
 ``*_test`` the query dicts followed by the gallery dicts (original ids, ``"split"`` tells them
-apart). Junk images (id -1) are dropped; Market-1501's distractors (id 0) stay in the gallery.
-Every split's metadata has ``evaluator_type="reid"``. Folder names, naming rules and our
+apart). Junk images (id -1) are dropped and counted in the load summary; Market-1501's
+distractors (id 0) stay in the gallery. Every split's metadata has ``evaluator_type="reid"``;
+``num_person_ids`` of a train split comes from :func:`.facts.get_num_person_ids` (static for the
+real releases, set at registration from their official size). Re-id crops have no boxes: the
+bad-box policy of :mod:`.load_checks` does not apply. Folder names, naming rules and our
 assumptions are listed in ``datasets/README.md``.
 """
 
@@ -33,8 +36,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 
+from .facts import LoadedSplit, register_split
+from .load_checks import LoadSummary
 from .reid_common import (
     ExpectedSizes,
     attach_parsing_files,
@@ -65,7 +70,13 @@ WHOLE_CAMERA_ID = 1
 _LEADING_ID = re.compile(r"^(\d+)(?=[_.\-])")
 
 
-def _market_split(folder: str, split: str, dataset: str) -> list[dict]:
+# Reason junk crops are left out, as counted in the load summary.
+DROP_JUNK = "junk crops (id -1): neither a match nor a distractor"
+
+
+def _market_split(
+    folder: str, split: str, dataset: str, summary: LoadSummary | None = None
+) -> list[dict]:
     paths = list_images(folder)
     if not paths:
         raise FileNotFoundError(f"{dataset}: no images found in {folder}")
@@ -73,6 +84,8 @@ def _market_split(folder: str, split: str, dataset: str) -> list[dict]:
     for path in paths:
         pid, camid = parse_market_name(path)
         if pid == -1:  # junk: neither a match nor a distractor, removed from the protocol
+            if summary is not None:
+                summary.drop(DROP_JUNK, 1)
             continue
         records.append(
             {
@@ -87,7 +100,12 @@ def _market_split(folder: str, split: str, dataset: str) -> list[dict]:
 
 
 def load_market_style(
-    dataset_dir: str, split: str, dataset: str, *, expected: ExpectedSizes | None = None
+    dataset_dir: str,
+    split: str,
+    dataset: str,
+    *,
+    expected: ExpectedSizes | None = None,
+    summary: LoadSummary | None = None,
 ) -> list[dict]:
     """Load a Market-1501-layout dataset (Market-1501, DukeMTMC-reID, Occluded-DukeMTMC, toy).
 
@@ -96,6 +114,7 @@ def load_market_style(
         split: "train" (``bounding_box_train``) or "test" (``query`` then ``bounding_box_test``).
         dataset: name used in messages.
         expected: official sizes to assert, or None (toy data, subsets).
+        summary: counts the junk crops left out.
     """
     folders = {"train": ("bounding_box_train",), "test": ("query", "bounding_box_test")}
     if split not in folders:
@@ -104,9 +123,8 @@ def load_market_style(
     for folder, name in zip(
         folders[split], ("train",) if split == "train" else ("query", "gallery")
     ):
-        dicts.extend(
-            _market_split(require_dir(os.path.join(dataset_dir, folder), dataset), name, dataset)
-        )
+        folder_path = require_dir(os.path.join(dataset_dir, folder), dataset)
+        dicts.extend(_market_split(folder_path, name, dataset, summary))
     if split == "train":
         relabel_train(dicts)
     attach_parsing_files(dicts, dataset_dir, folders[split], dataset)
@@ -247,12 +265,15 @@ class ReIDDatasetSpec:
     def splits(self) -> tuple[str, ...]:
         return ("test",) if self.kind == "grouped" else ("train", "test")
 
-    def load(self, split: str, root: str | None = None) -> list[dict]:
-        """Dataset dicts of ``split`` ("train"/"test"), reading from ``root`` (default env)."""
+    def load(
+        self, split: str, root: str | None = None, summary: LoadSummary | None = None
+    ) -> list[dict]:
+        """Dataset dicts of ``split`` ("train"/"test"), reading from ``root`` (default env);
+        ``summary`` counts what is left out."""
         dataset = f"{self.name}_{split}"
         path = find_dataset_dir(root if root is not None else dataset_root(), self.folders, dataset)
         if self.kind == "market":
-            return load_market_style(path, split, dataset, expected=self.expected)
+            return load_market_style(path, split, dataset, expected=self.expected, summary=summary)
         if self.kind == "p_duke":
             return load_p_dukemtmc(path, split, dataset, expected=self.expected)
         if self.kind == "grouped":
@@ -304,18 +325,17 @@ REID_DATASETS: tuple[ReIDDatasetSpec, ...] = (
 )
 
 
-def _loader(spec: ReIDDatasetSpec, split: str, root: str | None) -> Callable[[], list[dict]]:
-    def load() -> list[dict]:
-        dicts = spec.load(split, root)
-        if split == "train":
-            num_ids = len({d["person_id"] for d in dicts})
-            meta = MetadataCatalog.get(f"{spec.name}_train")
-            if getattr(meta, "num_person_ids", None) != num_ids:
-                # Metadata refuses to overwrite a value: a regenerated toy set may change it.
-                if hasattr(meta, "num_person_ids"):
-                    delattr(meta, "num_person_ids")
-                meta.num_person_ids = num_ids
-        return dicts
+def _loader(spec: ReIDDatasetSpec, split: str, root: str | None) -> Callable[[], LoadedSplit]:
+    def load() -> LoadedSplit:
+        where = root if root is not None else dataset_root()
+        summary = LoadSummary(f"{spec.name}_{split} under {where}")
+        dicts = spec.load(split, root, summary)
+        ids = {d["person_id"] for d in dicts}
+        summary.images = summary.boxes = len(dicts)
+        summary.identities = len({i for i in ids if i >= 0})
+        if split != "train":
+            summary.queries = sum(d["split"] == "query" for d in dicts)
+        return LoadedSplit(dicts, summary, num_person_ids=len(ids) if split == "train" else None)
 
     return load
 
@@ -323,13 +343,19 @@ def _loader(spec: ReIDDatasetSpec, split: str, root: str | None) -> Callable[[],
 def register_reid_dataset(spec: ReIDDatasetSpec, root: str | None = None) -> Sequence[str]:
     """Register ``spec``'s splits (root None: ``$DETECTRON2_DATASETS`` at load time).
 
-    Train metadata ``num_person_ids`` is set when the train split is loaded (and up front for
-    real releases, from their official size); test metadata ``evaluator_type="reid"``.
+    A train split's ``num_person_ids`` is static for real releases (their official size, set
+    here) and otherwise counted when first asked for (:func:`.facts.get_num_person_ids`); every
+    split's metadata has ``evaluator_type="reid"``.
     """
     names = []
     for split in spec.splits:
         name = f"{spec.name}_{split}"
-        DatasetCatalog.register(name, _loader(spec, split, root))
+        facts = ("num_person_ids", "load_summary") if split == "train" else ("load_summary",)
+
+        def key(root: str | None = root) -> str:
+            return os.path.abspath(root if root is not None else dataset_root())
+
+        register_split(name, _loader(spec, split, root), key=key, facts=facts)
         meta = MetadataCatalog.get(name)
         meta.set(evaluator_type="reid", reid_split=split)
         if split == "train" and spec.expected is not None and spec.expected.train_ids is not None:

@@ -6,17 +6,22 @@ Every loader returns Detectron2 dataset dicts of the form (``datasets/README.md`
      "split": "train" | "query" | "gallery", optional "parsing_file": abs path}
 
 Parsing masks are optional. For an image ``<dataset dir>/<rel dir>/<stem>.<ext>`` the mask is
-``<dataset dir>/parsing/<rel dir>/<stem>.png`` (one PNG of raw parser class indices). A split
-folder with a parsing counterpart (e.g. ``parsing/query/``) must have a mask for every image:
-a missing one is an error naming it; a split without one gets no ``"parsing_file"``.
+``<dataset dir>/parsing/<rel dir>/<stem>.png`` (one PNG of raw parser class indices). Every image
+of a split folder with a parsing counterpart (e.g. ``parsing/query/``) gets that path as
+``"parsing_file"``, whether the file exists or not: whether a missing one is an error depends on
+the config (``INPUT.REID.ALLOW_MISSING_PARSING``) and is checked by the re-id train loader and the
+mapper (:mod:`person_search.data.reid_mapper`); a split without one gets no ``"parsing_file"``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from .matfile import note_read
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -31,6 +36,8 @@ __all__ = [
     "relabel_train",
     "require_dir",
 ]
+
+logger = logging.getLogger(__name__)
 
 # File extensions read as images (Occluded-REID ships .tif, the others .jpg).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -67,15 +74,18 @@ def require_dir(path: str, dataset: str) -> str:
 
 
 def list_images(folder: str, *, recursive: bool = False) -> list[str]:
-    """Sorted absolute paths of the image files in ``folder`` (and its sub-folders if asked)."""
+    """Sorted absolute paths of the image files in ``folder`` (and its sub-folders if asked).
+    The folders listed are reported to :func:`.matfile.track_reads`."""
     found = []
     if recursive:
         for dirpath, dirnames, filenames in os.walk(folder):
+            note_read(dirpath)
             dirnames.sort()
             found.extend(
                 os.path.join(dirpath, f) for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS)
             )
     else:
+        note_read(folder)
         found = [
             os.path.join(folder, f)
             for f in os.listdir(folder)
@@ -102,16 +112,15 @@ def parse_market_name(path: str) -> tuple[int, int]:
 def attach_parsing_files(
     dicts: list[dict], dataset_dir: str, split_dirs: Iterable[str], dataset: str
 ) -> None:
-    """Add ``"parsing_file"`` to the dicts of every split folder that has parsing masks.
+    """Add ``"parsing_file"`` (the mirrored mask path) to the dicts of every split folder that
+    has a parsing counterpart; whether each file exists is checked where the config is known
+    (:func:`person_search.data.reid_mapper.check_parsing_files`).
 
     Args:
         dicts: dataset dicts whose ``file_name`` lies under ``dataset_dir``; changed in place.
         dataset_dir: the dataset's folder.
         split_dirs: the image folders (relative to ``dataset_dir``) the dicts come from.
-        dataset: name used in error messages.
-
-    Raises:
-        FileNotFoundError: a split folder has a parsing counterpart but an image has no mask.
+        dataset: name used in the log line counting missing masks.
     """
     with_masks = {
         os.path.normpath(d)
@@ -120,19 +129,17 @@ def attach_parsing_files(
     }
     if not with_masks:
         return
+    missing = 0
     for record in dicts:
         rel = os.path.relpath(record["file_name"], dataset_dir)
         split_dir = next((d for d in with_masks if rel.startswith(d + os.sep)), None)
         if split_dir is None:
             continue
         mask = os.path.join(dataset_dir, PARSING_DIR, os.path.splitext(rel)[0] + ".png")
-        if not os.path.isfile(mask):
-            raise FileNotFoundError(
-                f"{dataset}: parsing mask {mask} for image {record['file_name']} is missing "
-                f"(folder {os.path.join(dataset_dir, PARSING_DIR, split_dir)} exists, so every "
-                "image of that split needs a mask)"
-            )
+        missing += not os.path.isfile(mask)
         record["parsing_file"] = mask
+    if missing:
+        logger.warning("%s: %d images have no parsing mask in %s", dataset, missing, PARSING_DIR)
 
 
 def relabel_train(dicts: list[dict]) -> int:

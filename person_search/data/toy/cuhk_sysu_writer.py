@@ -5,7 +5,10 @@ reads it unchanged (with ``strict_sizes=False``). Differences from the real data
 the toy test set is small, so only the ``TestG<N>.mat`` files whose N fits are written
 (N gallery entries need N <= number of test images - 1; the defaults fit 50 and 100); the query
 subsets ``Occlusion.mat`` / ``Resolution.mat`` hold the quarter of the queries whose person is
-most occluded / smallest; the files carry none of the real quirks (duplicate gallery entries).
+most occluded / smallest (their occluded fractions are listed in ``toy_info.json``); the files
+carry none of the real quirks (duplicate gallery entries). The MAT structure (variables, fields,
+classes, dimensions, 1x0 empty boxes) is the one ``datasets/README.md`` describes for the real
+files, checked by ``tests/ps_data/test_ps_data_toy_format.py``.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def _scalar(value: float) -> np.ndarray:
 
 
 def _empty() -> np.ndarray:
-    return np.zeros((0, 0), dtype=np.float64)
+    return np.zeros((1, 0), dtype=np.float64)  # 1x0, as the real files hold an absent person
 
 
 def write_cuhk_sysu(
@@ -151,6 +154,7 @@ def write_cuhk_sysu(
         "queries": num_test_ids,
         "gallery_sizes": sizes_written,
         "occlusion_queries": subsets["occlusion"],
+        "occluded_fractions": subsets["occluded_fractions"],
         "resolution_queries": subsets["resolution"],
     }
     with open(os.path.join(out_dir, "toy_info.json"), "w") as f:
@@ -268,14 +272,11 @@ def _write_test_mats(
     small = np.sort(np.argsort(heights, kind="stable")[:k])
     save_mat(
         os.path.join(subset_dir, "Occlusion.mat"),
-        {
-            "Occlusion1": _struct_array(
-                [dict(subset_source[i], occlusion=_scalar(1.0 - visibility[i])) for i in occluded]
-            )
-        },
+        {"Occlusion1": _struct_array([subset_source[i] for i in occluded])},
     )
     save_mat(
         os.path.join(subset_dir, "Resolution.mat"),
         {"Test_Size": _struct_array([subset_source[i] for i in small])},
     )
-    return sizes, {"occlusion": int(k), "resolution": int(k)}
+    fractions = [round(float(1.0 - visibility[i]), 4) for i in occluded]
+    return sizes, {"occlusion": int(k), "resolution": int(k), "occluded_fractions": fractions}

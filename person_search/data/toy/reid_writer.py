@@ -19,9 +19,11 @@ distractors (other people, badly cropped) and ``-1`` junk crops (mostly backgrou
 "Cameras" differ by background colour and texture, lighting (brightness) and person scale. A
 fraction of the queries (and a smaller one of the gallery) is occluded by an object covering
 part of the body, for an Occluded-DukeMTMC-like test; the parsing mask marks the occluder as
-background. Masks use the LIP label set (what a LIP/JPPNet parser would output) so the default
-``INPUT.REID.PARSING_GROUPS`` apply: head -> 13 (face), upper body -> 5 (upper clothes), lower
-body -> 9 (pants), shoes -> 18 (shoe), hat -> 1 (hat), bag -> 0 (LIP has no bag class).
+background. Masks follow the parsing-map layout of ``datasets/README.md``: one single-channel PNG
+per image, the image's size, under ``parsing/`` mirroring the image folders, with LIP labels
+(what a LIP/JPPNet parser would output), so a LIP grouping (``INPUT.REID.PARSING_GROUPS``, e.g.
+SGSFA's) applies: head -> 13 (face), upper body -> 5 (upper clothes), lower body -> 9 (pants),
+shoes -> 18 (shoe), hat -> 1 (hat), bag -> 0 (LIP has no bag class).
 """
 
 from __future__ import annotations

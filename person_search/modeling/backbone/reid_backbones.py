@@ -12,8 +12,13 @@ Both are Detectron2 :class:`Backbone` s registered in ``BACKBONE_REGISTRY`` (sel
   Feature Learning for Person Re-Identification" (ICCV 2019), written from the paper's
   description, with width multipliers 0.25 / 0.5 / 0.75 / 1.0.
 
+Both expose their stages by name (:class:`StagedBackbone`: ``stage_names``, ``stage(name)``,
+``stage_output_shape(name)``), so a re-id head built with the backbone can reach, e.g., res5 or
+conv5 and deep-copy it with its loaded weights (PAN's buffer layer).
+
 ImageNet weights come from a local file (``MODEL.REID.BACKBONE_WEIGHTS``), never downloaded:
-see :func:`load_backbone_weights`.
+see :func:`load_backbone_weights`. The builders load them, so a head built after the backbone
+(``build_reid_head(cfg, input_shape, backbone)``) sees the loaded weights.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from torch import nn
 __all__ = [
     "OSNet",
     "ReIDResNet",
+    "StagedBackbone",
     "build_osnet_backbone",
     "build_reid_resnet_backbone",
     "load_backbone_weights",
@@ -56,6 +62,8 @@ _OSNET_GATE_REDUCTION = 16
 # block); for thin widths it avoids a single hidden ReLU unit that, dead at init, would cut the
 # gate's first layer from training.
 _OSNET_GATE_MIN_HIDDEN = 4
+# OSNet stage -> the transition module (1x1 conv + 2x2 average pool) run before its blocks.
+_OSNET_TRANSITIONS = {"conv3": "transition2", "conv4": "transition3"}
 
 
 def _conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -78,6 +86,48 @@ def _init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+class StagedBackbone(Backbone):
+    """A backbone run as a stem followed by named stages, each reading the previous output.
+
+    Subclasses set ``_stage_names`` (in order), ``_out_feature_channels`` and
+    ``_out_feature_strides`` for every stage (not only the returned ones), and implement
+    :meth:`stage`. Heads use this to reach a stage by name (``backbone.stage("res5")``) and
+    to know what it reads (:meth:`stage_input`) and returns (:meth:`stage_output_shape`).
+    """
+
+    _stage_names: list[str]
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """Names of the stages in the order they run (e.g. "res2" .. "res5")."""
+        return tuple(self._stage_names)
+
+    def _check_stage(self, name: str) -> int:
+        if name not in self._stage_names:
+            raise KeyError(
+                f"{type(self).__name__} has no stage {name!r}; stages: {list(self._stage_names)}"
+            )
+        return self._stage_names.index(name)
+
+    def stage(self, name: str) -> nn.Module:
+        """The module computing stage ``name`` from the output of :meth:`stage_input`
+        (the module itself, not a copy: deep-copy it to get an independent one)."""
+        raise NotImplementedError
+
+    def stage_input(self, name: str) -> str | None:
+        """Name of the stage whose output stage ``name`` reads; None for the first stage
+        (it reads the stem's output)."""
+        index = self._check_stage(name)
+        return self._stage_names[index - 1] if index else None
+
+    def stage_output_shape(self, name: str) -> ShapeSpec:
+        """Channels and stride of stage ``name``'s output, whether returned or not."""
+        self._check_stage(name)
+        return ShapeSpec(
+            channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,7 +186,7 @@ def _shortcut(in_channels: int, out_channels: int, stride: int, norm: str) -> nn
     return nn.Sequential(_conv1x1(in_channels, out_channels, stride), get_norm(norm, out_channels))
 
 
-class ReIDResNet(Backbone):
+class ReIDResNet(StagedBackbone):
     """ResNet for re-id. Outputs ``res2`` .. ``res5`` (strides 4, 8, 16, 16 or 32).
 
     Module names are torchvision's, so ``torchvision.models.resnet50().state_dict()`` (less
@@ -196,6 +246,10 @@ class ReIDResNet(Backbone):
         self._out_features = _check_out_features(out_features, self._stage_names)
         self._last_stage = max(self._stage_names.index(n) for n in self._out_features)
         _init_weights(self)
+
+    def stage(self, name: str) -> nn.Sequential:
+        """Stage "res<k>" is torchvision's ``layer<k-1>``."""
+        return getattr(self, f"layer{self._check_stage(name) + 1}")
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: (N, C, H, W) -> {name: (N, C_name, H / stride, W / stride)}."""
@@ -287,7 +341,7 @@ class OmniScaleBlock(nn.Module):
         return self.relu(self.conv3(aggregated) + identity)
 
 
-class OSNet(Backbone):
+class OSNet(StagedBackbone):
     """OSNet (Zhou et al., ICCV 2019), Table 1 of the paper, without its classifier.
 
     Layout for a 256x128 input (x1.0): conv1 7x7/2 (64) + 3x3/2 max pool -> conv2: 2 blocks
@@ -339,14 +393,21 @@ class OSNet(Backbone):
             ConvNormAct(_conv1x1(channels, channels), norm), nn.AvgPool2d(2, stride=2)
         )
 
+    def stage(self, name: str) -> nn.Module:
+        """Stages "conv2" and "conv5" are the modules of that name; "conv3" and "conv4" are
+        the transition before them (1x1 conv + 2x2 average pool) followed by their blocks."""
+        self._check_stage(name)
+        if name not in _OSNET_TRANSITIONS:
+            return getattr(self, name)
+        return nn.Sequential(getattr(self, _OSNET_TRANSITIONS[name]), getattr(self, name))
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: (N, C, H, W) -> {name: (N, C_name, H / stride, W / stride)}."""
         x = self.maxpool(self.conv1(x))
-        transitions = {"conv3": self.transition2, "conv4": self.transition3}
         outputs = {}
         for name in self._stage_names[: self._last_stage + 1]:
-            if name in transitions:
-                x = transitions[name](x)
+            if name in _OSNET_TRANSITIONS:
+                x = getattr(self, _OSNET_TRANSITIONS[name])(x)
             x = getattr(self, name)(x)
             if name in self._out_features:
                 outputs[name] = x

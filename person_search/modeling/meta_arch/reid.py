@@ -12,10 +12,12 @@ from torch import nn
 
 from ..reid_heads import build_reid_head
 
-__all__ = ["ReIDBaseline"]
+__all__ = ["DEFAULT_EXTRA_TARGETS", "ReIDBaseline"]
 
-# Optional per-image training targets forwarded to the head when every input carries them.
-_EXTRA_TARGETS = ("parsing", "part_masks")
+# Per-image training targets forwarded to the head by default (MODEL.REID.EXTRA_TARGETS).
+DEFAULT_EXTRA_TARGETS = ("parsing", "part_masks")
+# Input keys the model reads itself, which cannot be extra targets.
+_RESERVED_INPUTS = ("image", "person_id")
 
 
 @META_ARCH_REGISTRY.register()
@@ -27,7 +29,9 @@ class ReIDBaseline(nn.Module):
 
     Inputs: a list of dicts, each with "image": (C, H, W) uint8 or float tensor, 0-255, channel
     order of ``INPUT.FORMAT`` (all images of a batch the same size); in training also
-    "person_id": int and optionally "parsing": (H, W) int64, "part_masks": (G, H, W).
+    "person_id": int and optionally per-image extra targets (``MODEL.REID.EXTRA_TARGETS``; by
+    default "parsing": (H, W) int64 and "part_masks": (G, H, W)), stacked and given to the head
+    when every input of the batch carries them.
 
     Outputs: training: dict of named scalar losses; inference: one dict per input with
     "features": (D,) (and "part_features": (P, d), "part_visibility": (P,) when the head
@@ -42,16 +46,26 @@ class ReIDBaseline(nn.Module):
         head: nn.Module,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
+        extra_targets: Sequence[str] = DEFAULT_EXTRA_TARGETS,
     ):
         """
         Args:
             backbone: returns a dict of feature maps.
             head: a re-id head (see ``REID_HEAD_REGISTRY``).
             pixel_mean, pixel_std: per-channel statistics in 0-255 units, input channel order.
+            extra_targets: names of per-image tensors of the inputs forwarded, stacked, to the
+                head in training when every input of the batch has them.
         """
         super().__init__()
         if len(pixel_mean) != len(pixel_std):
             raise ValueError(f"pixel_mean {pixel_mean} and pixel_std {pixel_std} differ in size")
+        reserved = [n for n in extra_targets if n in _RESERVED_INPUTS]
+        if reserved or len(set(extra_targets)) != len(extra_targets):
+            raise ValueError(
+                f"MODEL.REID.EXTRA_TARGETS={list(extra_targets)}: names must be distinct and not "
+                f"among the inputs the model reads itself {list(_RESERVED_INPUTS)}"
+            )
+        self.extra_targets = tuple(extra_targets)
         self.backbone = backbone
         self.head = head
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
@@ -59,12 +73,14 @@ class ReIDBaseline(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
+        # The backbone builder loads MODEL.REID.BACKBONE_WEIGHTS: the head sees loaded weights.
         backbone = build_backbone(cfg, ShapeSpec(channels=len(cfg.MODEL.PIXEL_MEAN)))
         return {
             "backbone": backbone,
-            "head": build_reid_head(cfg, backbone.output_shape()),
+            "head": build_reid_head(cfg, backbone.output_shape(), backbone),
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
+            "extra_targets": cfg.MODEL.REID.EXTRA_TARGETS,
         }
 
     @property
@@ -100,7 +116,7 @@ class ReIDBaseline(nn.Module):
                 [int(x["person_id"]) for x in batched_inputs], dtype=torch.int64, device=self.device
             )
         }
-        for name in _EXTRA_TARGETS:
+        for name in self.extra_targets:
             if all(name in x for x in batched_inputs):
                 targets[name] = torch.stack([x[name] for x in batched_inputs]).to(self.device)
         return targets

@@ -7,15 +7,31 @@ from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
 from torch import nn
 
-from ..losses.reid_losses import DISTANCES, batch_hard_triplet_loss, cross_entropy_label_smooth
 from .build import REID_HEAD_REGISTRY, resolve_num_classes
+from .losses import ReIDLossTerms, training_person_ids
 from .pooling import GlobalPool
 
-__all__ = ["BNNeckHead"]
+__all__ = ["BNNeckHead", "bn_neck", "identity_classifier"]
 
 NECK_FEATS = ("before", "after")
 # Std of the normal init of the classifier weights (Bag of Tricks).
 _CLASSIFIER_INIT_STD = 0.001
+
+
+def bn_neck(channels: int) -> nn.BatchNorm1d:
+    """The BNNeck's BatchNorm: weight 1, bias 0 and frozen (not trained)."""
+    bn = nn.BatchNorm1d(channels)
+    nn.init.ones_(bn.weight)
+    nn.init.zeros_(bn.bias)
+    bn.bias.requires_grad_(False)
+    return bn
+
+
+def identity_classifier(channels: int, num_classes: int) -> nn.Linear:
+    """The identity classifier after a BNNeck: bias-free, weights drawn from N(0, 0.001^2)."""
+    classifier = nn.Linear(channels, num_classes, bias=False)
+    nn.init.normal_(classifier.weight, std=_CLASSIFIER_INIT_STD)
+    return classifier
 
 
 @REID_HEAD_REGISTRY.register()
@@ -58,30 +74,29 @@ class BNNeckHead(nn.Module):
         super().__init__()
         if neck_feat not in NECK_FEATS:
             raise ValueError(f"neck_feat must be one of {NECK_FEATS}, got {neck_feat!r}")
-        if triplet_distance not in DISTANCES:
-            raise ValueError(f"triplet distance must be one of {DISTANCES}: {triplet_distance!r}")
         if num_classes <= 0:
             raise ValueError(f"num_classes must be > 0, got {num_classes}")
         self.in_feature = in_feature
         self.neck_feat = neck_feat
-        self.ce_weight = ce_weight
-        self.ce_epsilon = ce_epsilon
-        self.triplet_weight = triplet_weight
-        self.triplet_margin = triplet_margin
-        self.triplet_soft_margin = triplet_soft_margin
-        self.triplet_distance = triplet_distance
+        self.losses = ReIDLossTerms(
+            ce_weight=ce_weight,
+            ce_epsilon=ce_epsilon,
+            triplet_weight=triplet_weight,
+            triplet_margin=triplet_margin,
+            triplet_soft_margin=triplet_soft_margin,
+            triplet_distance=triplet_distance,
+        )
 
         self.pool = GlobalPool(pooling, gem_p=gem_p, gem_learn_p=gem_learn_p)
-        self.bottleneck = nn.BatchNorm1d(in_channels)
-        nn.init.ones_(self.bottleneck.weight)
-        nn.init.zeros_(self.bottleneck.bias)
-        self.bottleneck.bias.requires_grad_(False)
-        self.classifier = nn.Linear(in_channels, num_classes, bias=False)
-        nn.init.normal_(self.classifier.weight, std=_CLASSIFIER_INIT_STD)
+        self.bottleneck = bn_neck(in_channels)
+        self.classifier = identity_classifier(in_channels, num_classes)
 
     @classmethod
-    def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
-        hcfg, lcfg = cfg.MODEL.REID.HEAD, cfg.MODEL.REID.LOSS
+    def from_config(
+        cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec], backbone: nn.Module | None = None
+    ) -> dict:
+        # ``backbone`` (see REID_HEAD_REGISTRY) is not needed: BNNeck reads only feature maps.
+        hcfg = cfg.MODEL.REID.HEAD
         if hcfg.IN_FEATURE not in input_shape:
             raise ValueError(
                 f"MODEL.REID.HEAD.IN_FEATURE={hcfg.IN_FEATURE!r} is not a backbone output; "
@@ -95,12 +110,7 @@ class BNNeckHead(nn.Module):
             "gem_p": hcfg.GEM_P,
             "gem_learn_p": hcfg.GEM_LEARN_P,
             "neck_feat": hcfg.NECK_FEAT,
-            "ce_weight": lcfg.CE_WEIGHT,
-            "ce_epsilon": lcfg.CE_EPSILON,
-            "triplet_weight": lcfg.TRIPLET_WEIGHT,
-            "triplet_margin": lcfg.TRIPLET_MARGIN,
-            "triplet_soft_margin": lcfg.TRIPLET_SOFT_MARGIN,
-            "triplet_distance": lcfg.TRIPLET_DISTANCE,
+            **ReIDLossTerms.from_config(cfg).as_kwargs(),
         }
 
     def forward(
@@ -119,29 +129,10 @@ class BNNeckHead(nn.Module):
         bn_feat = self.bottleneck(global_feat)
         if not self.training:
             return {"features": bn_feat if self.neck_feat == "after" else global_feat}
-        if targets is None or "person_id" not in targets:
-            raise ValueError("BNNeckHead needs targets['person_id'] in training")
-        person_ids = targets["person_id"]
-        num_classes = self.classifier.out_features
-        if person_ids.numel() and not 0 <= int(person_ids.min()) <= int(person_ids.max()) < (
-            num_classes
-        ):
-            raise ValueError(
-                f"training person_id values must be in [0, {num_classes}) (the classifier's "
-                f"classes), got range [{int(person_ids.min())}, {int(person_ids.max())}]"
-            )
+        person_ids = training_person_ids(targets, self.classifier.out_features, "BNNeckHead")
         losses = {}
-        if self.ce_weight > 0:
-            logits = self.classifier(bn_feat)
-            losses["loss_cls"] = self.ce_weight * cross_entropy_label_smooth(
-                logits, person_ids, self.ce_epsilon
-            )
-        if self.triplet_weight > 0:
-            losses["loss_triplet"] = self.triplet_weight * batch_hard_triplet_loss(
-                global_feat,
-                person_ids,
-                margin=self.triplet_margin,
-                soft_margin=self.triplet_soft_margin,
-                metric=self.triplet_distance,
-            )
+        if self.losses.ce_weight > 0:
+            losses["loss_cls"] = self.losses.identity(self.classifier(bn_feat), person_ids)
+        if self.losses.triplet_weight > 0:
+            losses["loss_triplet"] = self.losses.triplet(global_feat, person_ids)
         return losses

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.layers import ShapeSpec
 from detectron2.utils.registry import Registry
 from torch import nn
+
+from ...data.datasets import get_num_person_ids
 
 __all__ = ["REID_HEAD_REGISTRY", "build_reid_head", "resolve_num_classes"]
 
@@ -14,28 +16,36 @@ REID_HEAD_REGISTRY = Registry("REID_HEAD")
 REID_HEAD_REGISTRY.__doc__ = """
 Registry for re-id heads, which turn backbone feature maps into person embeddings.
 
-The registered object is called with ``obj(cfg, input_shape)``, where ``input_shape`` is the
-backbone's ``output_shape()`` (dict of name -> ShapeSpec), and must return an ``nn.Module``
-whose ``forward(features, targets=None)`` takes the backbone's feature dict and, in training,
-``targets`` = {"person_id": (N,) int64, ...optional extra per-image targets such as
-"parsing": (N, H, W) int64} and returns a dict of named scalar losses; in inference it
-returns {"features": (N, D)} plus optionally "part_features": (N, P, d) and
-"part_visibility": (N, P) in [0, 1].
+The registered object is called with ``obj(cfg, input_shape, backbone=backbone)``, where
+``input_shape`` is the backbone's ``output_shape()`` (dict of name -> ShapeSpec) and ``backbone``
+the built backbone with its ImageNet weights (``MODEL.REID.BACKBONE_WEIGHTS``) already loaded: a
+head may deep-copy one of its stages (the re-id backbones are
+:class:`~person_search.modeling.backbone.reid_backbones.StagedBackbone` s: ``stage(name)``,
+``stage_input(name)``, ``stage_output_shape(name)``); a head that does not need it accepts
+``backbone=None`` in ``from_config`` and ignores it. It must return an ``nn.Module`` whose
+``forward(features, targets=None)`` takes the backbone's feature dict and, in training,
+``targets`` = {"person_id": (N,) int64, ...the extra per-image targets every input carries,
+among ``MODEL.REID.EXTRA_TARGETS``, e.g. "parsing": (N, H, W) int64} and returns a dict of named
+scalar losses; in inference it returns {"features": (N, D)} plus optionally
+"part_features": (N, P, d) and "part_visibility": (N, P) in [0, 1].
 """
 
 
-def build_reid_head(cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> nn.Module:
-    """Build the head named by ``cfg.MODEL.REID.HEAD.NAME``."""
-    return REID_HEAD_REGISTRY.get(cfg.MODEL.REID.HEAD.NAME)(cfg, input_shape)
+def build_reid_head(
+    cfg: CfgNode, input_shape: dict[str, ShapeSpec], backbone: nn.Module | None = None
+) -> nn.Module:
+    """Build the head named by ``cfg.MODEL.REID.HEAD.NAME``, giving it the backbone (see
+    :data:`REID_HEAD_REGISTRY`)."""
+    return REID_HEAD_REGISTRY.get(cfg.MODEL.REID.HEAD.NAME)(cfg, input_shape, backbone=backbone)
 
 
 def resolve_num_classes(cfg: CfgNode) -> int:
     """Number of training identities of the classifier.
 
     ``MODEL.REID.HEAD.NUM_CLASSES`` if > 0, else the sum over ``DATASETS.TRAIN`` of each
-    dataset's ``num_person_ids`` metadata (the re-id train loader shifts the ids of each further
-    dataset past the previous ones). A dataset whose metadata lacks it (loaders that set it on
-    first load, e.g. the toy set) is loaded once to count its distinct ``person_id`` s.
+    dataset's identity count from ``get_num_person_ids`` (static metadata when set, else counted
+    from the dataset once per process; the re-id train loader shifts the ids of each further
+    dataset past the previous ones).
     """
     num_classes = cfg.MODEL.REID.HEAD.NUM_CLASSES
     if num_classes > 0:
@@ -56,12 +66,4 @@ def _num_person_ids(name: str) -> int:
             f"MODEL.REID.HEAD.NUM_CLASSES = 0 but train dataset {name!r} is not registered; "
             "register it or set MODEL.REID.HEAD.NUM_CLASSES"
         )
-    count = MetadataCatalog.get(name).get("num_person_ids", None)
-    if count is None:
-        dicts = DatasetCatalog.get(name)
-        count = MetadataCatalog.get(name).get("num_person_ids", None)
-        if count is None:
-            count = len({d["person_id"] for d in dicts})
-    if not isinstance(count, int) or count <= 0:
-        raise ValueError(f"train dataset {name!r} has no positive num_person_ids (got {count!r})")
-    return count
+    return get_num_person_ids(name)

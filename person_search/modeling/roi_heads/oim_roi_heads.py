@@ -25,12 +25,10 @@ each a sequence of overridable steps (each docstring says what a project overrid
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
 from detectron2.config import configurable
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
@@ -39,6 +37,7 @@ from detectron2.modeling.roi_heads.roi_heads import Res5ROIHeads, select_foregro
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
+from ...data.datasets import get_num_person_ids
 from ...layers.pooler import build_roi_pooler
 from ..backbone.head_stage import build_roi_head_stage
 from ..losses.build import build_reid_loss
@@ -57,9 +56,9 @@ PerImage = list[Instances]
 
 def resolve_num_person_ids(cfg) -> int:
     """Rows of the OIM lookup table: ``MODEL.OIM.NUM_PERSON_IDS``, or when it is 0 the sum of
-    the ``num_person_ids`` metadata of ``DATASETS.TRAIN`` (the training loader offsets the ids
-    of each dataset by the counts of those before it). A dataset whose metadata lacks the count
-    is loaded (``DatasetCatalog.get``), which sets it."""
+    the identity counts of ``DATASETS.TRAIN`` (the training loader offsets the ids of each
+    dataset by the counts of those before it), from ``get_num_person_ids`` (the published
+    count of a real training set, else read from the dataset, once per process)."""
     if cfg.MODEL.OIM.NUM_PERSON_IDS > 0:
         return int(cfg.MODEL.OIM.NUM_PERSON_IDS)
     names = list(cfg.DATASETS.TRAIN)
@@ -70,23 +69,14 @@ def resolve_num_person_ids(cfg) -> int:
         )
     total = 0
     for name in names:
-        metadata = MetadataCatalog.get(name)
-        if not hasattr(metadata, "num_person_ids"):
-            try:
-                DatasetCatalog.get(name)
-            except Exception as e:
-                raise RuntimeError(
-                    f"MODEL.OIM.NUM_PERSON_IDS=0: loading training dataset {name!r} to read its "
-                    f"identity count failed ({e}); set MODEL.OIM.NUM_PERSON_IDS explicitly"
-                ) from e
-        num = getattr(metadata, "num_person_ids", None)
-        if not isinstance(num, numbers.Integral) or num <= 0:
-            raise ValueError(
-                f"dataset {name!r} has no positive 'num_person_ids' in its metadata (got "
-                f"{num!r}): it is not a person-search training set, or set "
-                "MODEL.OIM.NUM_PERSON_IDS"
-            )
-        total += int(num)
+        try:
+            num = get_num_person_ids(name)
+        except (OSError, ValueError) as e:
+            raise RuntimeError(
+                f"MODEL.OIM.NUM_PERSON_IDS=0: reading the identity count of training dataset "
+                f"{name!r} failed ({e}); set MODEL.OIM.NUM_PERSON_IDS explicitly"
+            ) from e
+        total += num
     return total
 
 
