@@ -135,18 +135,21 @@ class SeqNetROIHeads(OIMROIHeads):
             box_regressor_2nd=BoxRegressor(
                 cfg, res5.out_channels, bn_neck=s.BN_NECK, loss_weight=s.LOSS_WEIGHT_BOX_REG
             ),
+            # Training: sampling of the refined boxes, the person classification loss.
             matcher_2nd=Matcher(s.IOU_THRESHOLDS, s.IOU_LABELS, allow_low_quality_matches=False),
             batch_size_per_image_2nd=s.BATCH_SIZE_PER_IMAGE,
             positive_fraction_2nd=s.POSITIVE_FRACTION,
+            loss_weight_cls_2nd=s.LOSS_WEIGHT_BOX_CLS,
             pooling=s.POOLING,
+            # Test: the first head's detections sent to the second head.
             first_score_thresh=s.FIRST_SCORE_THRESH_TEST,
             first_nms_thresh=s.FIRST_NMS_THRESH_TEST,
             first_topk=s.FIRST_DETECTIONS_PER_IMAGE,
+            # Test: the final detections.
             second_nms_thresh=s.SECOND_NMS_THRESH_TEST,
             final_score=s.FINAL_SCORE,
             test_score_thresh=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
             test_topk=cfg.TEST.DETECTIONS_PER_IMAGE,
-            loss_weight_cls_2nd=s.LOSS_WEIGHT_BOX_CLS,
         )
         return ret
 
