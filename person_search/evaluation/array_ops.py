@@ -1,10 +1,13 @@
-"""Small numpy helpers shared by the person-search metrics: paired box IoU, CSR range expansion."""
+"""Small numpy helpers shared by the person-search metrics: paired box IoU, CSR range expansion,
+row-wise L2 normalisation."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["expand_ranges", "paired_iou"]
+__all__ = ["expand_ranges", "l2_normalize", "paired_iou"]
+
+_NORM_EPS = 1e-12  # smallest norm divided by (zero rows stay zero)
 
 
 def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -34,3 +37,10 @@ def expand_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     firsts = np.cumsum(lengths) - lengths  # position of each range's first element in the output
     return np.repeat(starts - firsts, lengths) + np.arange(total, dtype=np.int64)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation of an (N, D) array to float32 (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, _NORM_EPS)

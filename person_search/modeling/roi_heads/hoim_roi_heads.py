@@ -24,6 +24,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import ImageList, Instances
 
 from ..losses.hoim import HOIMLoss
+from .forced_detections import append_forced, finish_forced
 from .oim_roi_heads import OIMROIHeads, proposal_person_ids, resolve_num_person_ids
 from .seqnet_roi_heads import BoxRegressor, box_regression_loss
 
@@ -89,16 +90,22 @@ class HOIMROIHeads(OIMROIHeads):
         features: dict[str, torch.Tensor],
         proposals: list[Instances],
         targets: list[Instances] | None = None,
+        *,
+        forced_detections: list[Instances] | None = None,
     ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
         """
         Training: ``([], {"loss_box_reg", "loss_hoim_cls", "loss_hoim_reid"})``.
         Inference: per image ``Instances(pred_boxes, scores (p_f), pred_classes,
-        embeddings (K, D))`` in the resized image coordinates, and ``{}``.
+        embeddings (K, D))`` in the resized image coordinates, and ``{}``;
+        ``forced_detections`` enter the NMS on p_f as score-1 detections
+        (:mod:`.forced_detections`).
         """
         del images
         if self.training:
             if targets is None:
                 raise ValueError("HOIMROIHeads needs targets in training")
+            if forced_detections is not None:
+                raise ValueError("forced_detections are an inference input")
             proposals = self.label_and_sample_proposals(proposals, targets)
         boxes = [p.proposal_boxes for p in proposals]
         pooled = self.pooled_features(features, boxes)
@@ -106,7 +113,7 @@ class HOIMROIHeads(OIMROIHeads):
         embeddings = self.embedding_head(pooled)
         if self.training:
             return [], self._losses(proposals, deltas, embeddings)
-        return self._inference(proposals, deltas, embeddings), {}
+        return self._inference(proposals, deltas, embeddings, forced_detections), {}
 
     def _losses(
         self, proposals: list[Instances], deltas: torch.Tensor, embeddings: torch.Tensor
@@ -132,13 +139,20 @@ class HOIMROIHeads(OIMROIHeads):
         return losses
 
     def _inference(
-        self, proposals: list[Instances], deltas: torch.Tensor, embeddings: torch.Tensor
+        self,
+        proposals: list[Instances],
+        deltas: torch.Tensor,
+        embeddings: torch.Tensor,
+        forced: list[Instances] | None = None,
     ) -> list[Instances]:
         counts = [len(p) for p in proposals]
         proposal_boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])
         boxes = self.box2box_transform.apply_deltas(deltas, proposal_boxes).split(counts)
         p_f = self.reid_loss.person_scores(embeddings)
         scores = torch.stack([p_f, 1.0 - p_f], dim=1).split(counts)  # (person, background)
+        if forced is not None:
+            extended = [append_forced(b, s, f) for b, s, f in zip(boxes, scores, forced)]
+            boxes, scores = [b for b, _ in extended], [s for _, s in extended]
         instances, kept = fast_rcnn_inference(
             list(boxes),
             list(scores),
@@ -147,6 +161,9 @@ class HOIMROIHeads(OIMROIHeads):
             self.test_nms_thresh,
             self.test_topk,
         )
-        for inst, emb, keep in zip(instances, embeddings.split(counts), kept):
-            inst.embeddings = emb[keep]
+        for i, (inst, emb, keep) in enumerate(zip(instances, embeddings.split(counts), kept)):
+            if forced is None:
+                inst.embeddings = emb[keep]
+            else:
+                finish_forced(inst, keep, counts[i], forced[i], lambda rows, emb=emb: emb[rows])
         return instances

@@ -24,7 +24,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import ROIHeads
-from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, fast_rcnn_inference
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
@@ -32,6 +32,7 @@ from ...layers.pooler import build_roi_pooler
 from ..backbone.head_stage import build_roi_head_stage
 from ..losses.oim import BACKGROUND_PID, OIMLoss
 from .embedding_head import EmbeddingHead
+from .forced_detections import append_forced, finish_forced
 
 __all__ = ["OIMROIHeads", "proposal_person_ids", "resolve_num_person_ids"]
 
@@ -198,17 +199,23 @@ class OIMROIHeads(ROIHeads):
         features: dict[str, torch.Tensor],
         proposals: list[Instances],
         targets: list[Instances] | None = None,
+        *,
+        forced_detections: list[Instances] | None = None,
     ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
         """
         Training: returns ``([], losses)`` with the box losses and ``loss_oim``; ``targets``
         need ``gt_boxes``, ``gt_classes`` and ``gt_pids``.
         Inference: returns per image ``Instances(pred_boxes, scores, pred_classes,
-        embeddings (K, D))`` in the resized image coordinates, and ``{}``.
+        embeddings (K, D))`` in the resized image coordinates, and ``{}``;
+        ``forced_detections`` (per image, ``pred_boxes`` and ``embeddings``) enter the box
+        predictor's NMS as score-1 detections (:mod:`.forced_detections`).
         """
         del images
         if self.training:
             if targets is None:
                 raise ValueError("OIMROIHeads needs targets in training")
+            if forced_detections is not None:
+                raise ValueError("forced_detections are an inference input")
             proposals = self.label_and_sample_proposals(proposals, targets)
         pooled = self.pooled_features(features, [p.proposal_boxes for p in proposals])
         predictions = self.box_predictor(pooled)
@@ -216,8 +223,38 @@ class OIMROIHeads(ROIHeads):
             losses = self.box_predictor.losses(predictions, proposals)
             losses.update(self.reid_losses(self.embedding_head(pooled), proposals))
             return [], losses
+        if forced_detections is not None:
+            return self._inference_with_forced(
+                pooled, predictions, proposals, forced_detections
+            ), {}
         instances, kept_indices = self.box_predictor.inference(predictions, proposals)
         per_image = pooled.split([len(p) for p in proposals])
         for inst, pooled_i, kept in zip(instances, per_image, kept_indices):
             inst.embeddings = self.embedding_head(pooled_i[kept])
         return instances, {}
+
+    def _inference_with_forced(
+        self,
+        pooled: torch.Tensor,
+        predictions: tuple[torch.Tensor, torch.Tensor],
+        proposals: list[Instances],
+        forced: list[Instances],
+    ) -> list[Instances]:
+        """``box_predictor.inference`` with ``forced`` appended to each image's NMS candidates."""
+        predictor = self.box_predictor
+        boxes = predictor.predict_boxes(predictions, proposals)
+        scores = predictor.predict_probs(predictions, proposals)
+        extended = [append_forced(b, s, f) for b, s, f in zip(boxes, scores, forced)]
+        instances, kept_indices = fast_rcnn_inference(
+            [b for b, _ in extended],
+            [s for _, s in extended],
+            [p.image_size for p in proposals],
+            predictor.test_score_thresh,
+            predictor.test_nms_thresh,
+            predictor.test_topk_per_image,
+        )
+        per_image = pooled.split([len(p) for p in proposals])
+        return [
+            finish_forced(inst, kept, len(p), f, lambda rows, x=x: self.embedding_head(x[rows]))
+            for inst, kept, p, f, x in zip(instances, kept_indices, proposals, forced, per_image)
+        ]

@@ -36,6 +36,7 @@ from detectron2.modeling.sampling import subsample_labels
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from torch import nn
 
+from .forced_detections import append_forced, finish_forced
 from .norm_aware_embedding import NormAwareEmbedding
 from .oim_roi_heads import OIMROIHeads
 
@@ -279,19 +280,25 @@ class SeqNetROIHeads(OIMROIHeads):
         features: dict[str, torch.Tensor],
         proposals: list[Instances],
         targets: list[Instances] | None = None,
+        *,
+        forced_detections: list[Instances] | None = None,
     ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
         """
         Training: ``([], losses)``: ``loss_cls``, ``loss_box_reg`` (first head),
         ``loss_cls_2nd``, ``loss_box_reg_2nd`` (second head), ``loss_oim``.
         Inference: per image ``Instances(pred_boxes, scores, pred_classes, embeddings (K, D))``
-        in the resized image coordinates, and ``{}``.
+        in the resized image coordinates, and ``{}``; ``forced_detections`` enter the NMS on
+        the refined boxes as score-1 detections, after the score threshold, as in SeqNet
+        (:mod:`.forced_detections`).
         """
         del images
         if self.training:
             if targets is None:
                 raise ValueError("SeqNetROIHeads needs targets in training")
+            if forced_detections is not None:
+                raise ValueError("forced_detections are an inference input")
             return [], self._forward_train(features, proposals, targets)
-        return self._forward_test(features, proposals), {}
+        return self._forward_test(features, proposals, forced_detections), {}
 
     def _first_head(
         self, features: dict[str, torch.Tensor], proposals: list[Instances]
@@ -348,7 +355,10 @@ class SeqNetROIHeads(OIMROIHeads):
         return losses
 
     def _forward_test(
-        self, features: dict[str, torch.Tensor], proposals: list[Instances]
+        self,
+        features: dict[str, torch.Tensor],
+        proposals: list[Instances],
+        forced: list[Instances] | None = None,
     ) -> list[Instances]:
         predictions, refined = self._first_head(features, proposals)
         probs = self.box_predictor.predict_probs(predictions, proposals)
@@ -366,28 +376,35 @@ class SeqNetROIHeads(OIMROIHeads):
         transform = self.box_predictor.box2box_transform
         counts = [len(b) for b in boxes]
         results = []
-        for f, emb, logit, delta, size in zip(
+        for f, emb, logit, delta, size, forced_i in zip(
             first,
             embeddings.split(counts),
             logits.split(counts),
             deltas.split(counts),
             image_sizes,
+            forced if forced is not None else [None] * len(first),
         ):
             refined_boxes = Boxes(transform.apply_deltas(delta, f.pred_boxes.tensor))
             refined_boxes.clip(size)
             scores = f.scores if self.final_score == "first" else torch.sigmoid(logit)
             keep = torch.nonzero(scores > self.test_score_thresh).squeeze(1)
+            boxes, kept_scores = refined_boxes.tensor[keep], scores[keep]
+            if forced_i is not None:
+                boxes, kept_scores = append_forced(boxes, kept_scores, forced_i)
             nms_keep = batched_nms(
-                refined_boxes.tensor[keep],
-                scores[keep],
-                torch.zeros_like(keep),
+                boxes,
+                kept_scores,
+                torch.zeros_like(kept_scores, dtype=torch.long),
                 self.second_nms_thresh,
             )
-            keep = keep[nms_keep[: self.test_topk] if self.test_topk >= 0 else nms_keep]
+            nms_keep = nms_keep[: self.test_topk] if self.test_topk >= 0 else nms_keep
             result = Instances(size)
-            result.pred_boxes = refined_boxes[keep]
-            result.scores = scores[keep]
-            result.pred_classes = torch.zeros_like(keep)
-            result.embeddings = emb[keep]
+            result.pred_boxes = Boxes(boxes[nms_keep])
+            result.scores = kept_scores[nms_keep]
+            result.pred_classes = torch.zeros_like(nms_keep)
+            if forced_i is None:
+                result.embeddings = emb[keep[nms_keep]]
+            else:
+                finish_forced(result, nms_keep, len(keep), forced_i, lambda r, e=emb[keep]: e[r])
             results.append(result)
         return results
