@@ -109,7 +109,7 @@ def format_results_table(
     cbgm: CBGMParams | None,
 ) -> str:
     """A human-readable table of the metrics, naming the detection threshold and CBGM."""
-    cbgm_txt = "off" if cbgm is None else f"k1={cbgm.k1}, k2={cbgm.k2}"
+    cbgm_txt = "off" if cbgm is None else f"as published by SeqNet, k1={cbgm.k1}, k2={cbgm.k2}"
     head = f"Person search on {dataset_name} (det_thresh={det_thresh:g}, CBGM {cbgm_txt})"
     rows = []
     for name, res in per_variant.items():
@@ -319,15 +319,20 @@ class PersonSearchEvaluator(DatasetEvaluator):
             [gallery[i] for i in protocol.gallery_image_ids], embedding_dim=dims.pop()
         )
 
-    def _query_embeddings(self, protocol: SearchProtocol, queries: dict) -> np.ndarray:
+    def _in_query_order(self, protocol: SearchProtocol, per_query: dict, what: str) -> list:
+        """``per_query[q]`` for every query index q; ``ValueError`` naming the missing ones."""
         n = len(protocol.queries)
-        missing = [q for q in range(n) if q not in queries]
+        missing = [q for q in range(n) if q not in per_query]
         if missing:
             raise ValueError(
-                f"{self._dataset_name}: no query embedding for {len(missing)} of {n} queries "
+                f"{self._dataset_name}: no {what} for {len(missing)} of {n} queries "
                 f"(e.g. query_index {missing[:3]})"
             )
-        return np.stack([queries[q] for q in range(n)]).astype(np.float32)
+        return [per_query[q] for q in range(n)]
+
+    def _query_embeddings(self, protocol: SearchProtocol, queries: dict) -> np.ndarray:
+        embeddings = self._in_query_order(protocol, queries, "query embedding")
+        return np.stack(embeddings).astype(np.float32)
 
     def _query_contexts(
         self, protocol: SearchProtocol, contexts: dict, dim: int
@@ -335,14 +340,8 @@ class PersonSearchEvaluator(DatasetEvaluator):
         """The queries' contexts in query order; ``None`` when the model produced none."""
         if not contexts:
             return None
-        n = len(protocol.queries)
-        missing = [q for q in range(n) if q not in contexts]
-        if missing:
-            raise ValueError(
-                f"{self._dataset_name}: query_context for {n - len(missing)} of {n} queries "
-                f"only (none for query_index {missing[:3]} ...)"
-            )
-        return GalleryDetections.from_per_image([contexts[q] for q in range(n)], dim)
+        per_query = self._in_query_order(protocol, contexts, "query_context")
+        return GalleryDetections.from_per_image(per_query, dim)
 
 
 def _detection_arrays(instances: Any, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -144,37 +144,19 @@ def test_rescore_by_hand_and_ties_in_gallery_order():
     # gallery order.
     x, y, z = emb(0.5), emb(0.25, 8), emb(0.5, 4)
     context = np.stack([QUERY_EMB, y])
+
+    def rescore(embeddings: list[np.ndarray], det_image: list[int], k1: int) -> np.ndarray:
+        embeddings = np.stack(embeddings)
+        sims = embeddings @ QUERY_EMB
+        return cbgm_rescore(sims, np.array(det_image), np.arange(3), embeddings, context, k1)
+
     # X re-scored: weights [[.5, .25], [-.25, 1]] -> query<->x, y<->y: x gets max(.5, 1) = 1.
-    out = cbgm_rescore(
-        np.array([0.5, 0.25, 0.5]),
-        np.array([0, 0, 1]),
-        np.arange(3),
-        np.stack([x, y, z]),
-        context,
-        k1=1,
-    )
-    np.testing.assert_array_equal(out, [1.0, 0.25, 0.5])
+    np.testing.assert_array_equal(rescore([x, y, z], [0, 0, 1], k1=1), [1.0, 0.25, 0.5])
     # Z first in gallery order: Z is re-scored instead: weights [[.5], [-.25]], the query keeps
     # z at .5: nothing changes.
-    out = cbgm_rescore(
-        np.array([0.5, 0.5, 0.25]),
-        np.array([0, 1, 1]),
-        np.arange(3),
-        np.stack([z, x, y]),
-        context,
-        k1=1,
-    )
-    np.testing.assert_array_equal(out, [0.5, 0.5, 0.25])
+    np.testing.assert_array_equal(rescore([z, x, y], [0, 1, 1], k1=1), [0.5, 0.5, 0.25])
     # k1 = 2 takes both images.
-    out = cbgm_rescore(
-        np.array([0.5, 0.5, 0.25]),
-        np.array([0, 1, 1]),
-        np.arange(3),
-        np.stack([z, x, y]),
-        context,
-        k1=2,
-    )
-    np.testing.assert_array_equal(out, [0.5, 1.0, 0.25])
+    np.testing.assert_array_equal(rescore([z, x, y], [0, 1, 1], k1=2), [0.5, 1.0, 0.25])
 
 
 def test_visualizer_ranking_is_the_evaluations():

@@ -14,6 +14,10 @@ from ps_eval_helpers import QUERY_EMB, detections, emb, protocol, variant
 from person_search.config import get_cfg
 from person_search.evaluation import PersonSearchEvaluator
 from person_search.evaluation.cbgm import CBGMParams
+from person_search.evaluation.person_search_evaluator import (
+    compute_person_search_metrics,
+    format_results_table,
+)
 from person_search.evaluation.saved_results import load_search_results
 from person_search.evaluation.search_metrics import evaluate_search, summarize_search
 
@@ -179,6 +183,21 @@ def test_cbgm_saved_with_contexts_and_reevaluated(dataset, tmp_path):
     assert saved.settings["cbgm_k1"] == 2 and saved.settings["cbgm_k2"] == 2
     np.testing.assert_array_equal(saved.query_contexts.offsets, [0, 2, 3])
     np.testing.assert_array_equal(saved.query_contexts.scores, np.float32([1.0, 0.9, 1.0]))
+    results, per_variant = compute_person_search_metrics(
+        saved.protocol,
+        saved.ground_truth,
+        saved.detections,
+        saved.query_embeddings,
+        det_thresh=0.2,
+        variants=[saved.protocol.variant(n) for n in ("all", "cross")],
+        cbgm=cbgm,
+        contexts=saved.query_contexts,
+    )
+    assert results == res
+    table = format_results_table(
+        results, per_variant, dataset_name=dataset, det_thresh=0.2, cbgm=cbgm
+    )
+    assert "(det_thresh=0.2, CBGM as published by SeqNet, k1=2, k2=2)" in table
     tool = _tool()
     assert tool.main([path]) == res  # CBGM as saved: the evaluator's numbers
     plain = _run(PersonSearchEvaluator(dataset, det_thresh=0.2), _dicts())
@@ -190,6 +209,15 @@ def test_cbgm_saved_with_contexts_and_reevaluated(dataset, tmp_path):
     _run(PersonSearchEvaluator(dataset, det_thresh=0.2, output_dir=str(tmp_path)), _dicts())
     with pytest.raises(ValueError, match="CBGM needs the query contexts"):
         tool.main([path, "--cbgm"])
+    # Contexts for some queries only.
+    ev = PersonSearchEvaluator(dataset, det_thresh=0.2)
+    ev.reset()
+    for d in _dicts():
+        ev.process([d], [_outputs(d, with_context=d.get("query_index") == 0)])
+    with pytest.raises(
+        ValueError, match=r"no query_context for 1 of 2 queries \(e.g. query_index \[1\]"
+    ):
+        ev.evaluate()
     # CBGM on, but the model returns no contexts: stops at the first query.
     with pytest.raises(KeyError, match="CBGM is on but the model output has no 'query_context'"):
         _run(PersonSearchEvaluator(dataset, det_thresh=0.2, cbgm=cbgm), _dicts())

@@ -147,6 +147,21 @@ def saved_case(tiny_cuhk, tmp_path):
     return {"path": path, "cbgm_path": cbgm_path, "query": q, "p0": p0, "p1": p1, "n0": n0}
 
 
+def _evaluation(saved, query: int, cbgm: CBGMParams | None = None):
+    """The evaluator's per-query results of the default variant, and the query's row."""
+    variant = saved.protocol.variant(saved.protocol.default_variant)
+    res = evaluate_search(
+        saved.protocol,
+        saved.detections,
+        saved.query_embeddings,
+        det_thresh=0.5,
+        variants=[variant],
+        cbgm=cbgm,
+        contexts=saved.query_contexts,
+    )[variant.name]
+    return res, int(np.flatnonzero(variant.query_indices == query)[0])
+
+
 def test_ranking_and_verdicts_follow_the_evaluation(saved_case):
     saved = load_search_results(saved_case["path"])
     variant = saved.protocol.variant(saved.protocol.default_variant)
@@ -159,14 +174,7 @@ def test_ranking_and_verdicts_follow_the_evaluation(saved_case):
 
     # The evaluator, independently: a top-1 hit; true positives at similarity 1.0 (rank 1),
     # 0.8 (rank 5) and 0 in the other positive images (tied with all n searched detections).
-    res = evaluate_search(
-        saved.protocol,
-        saved.detections,
-        saved.query_embeddings,
-        det_thresh=0.5,
-        variants=[variant],
-    )[variant.name]
-    row = int(np.flatnonzero(variant.query_indices == saved_case["query"])[0])
+    res, row = _evaluation(saved, saved_case["query"])
     positives = np.unique(np.asarray(variant.positives[row][0]))
     assert res.topk_hits[row, 0]
     assert res.count_tp[row] == res.count_gt[row] == len(positives)
@@ -194,17 +202,7 @@ def test_cbgm_ranking_is_drawn_as_evaluated(saved_case, tmp_path):
     assert [m.correct for m in matches] == [False, True, False, False, True]
     # The evaluation with the same CBGM: a negative ties the best true positive: top-1 miss,
     # as the first panel shows.
-    variant = saved.protocol.variant(saved.protocol.default_variant)
-    res = evaluate_search(
-        saved.protocol,
-        saved.detections,
-        saved.query_embeddings,
-        det_thresh=0.5,
-        variants=[variant],
-        cbgm=CBGMParams(k1=3, k2=2),
-        contexts=saved.query_contexts,
-    )[variant.name]
-    row = int(np.flatnonzero(variant.query_indices == q)[0])
+    res, row = _evaluation(saved, q, cbgm=CBGMParams(k1=3, k2=2))
     assert res.topk_hits[row].tolist() == [False, True, True]
     # --no-cbgm draws the plain ranking.
     (plain,) = visualize_saved_results(
