@@ -121,7 +121,7 @@ def cbgm_rescore(
         return out  # no context: matching the query alone changes nothing
     starts = np.flatnonzero(np.r_[True, np.diff(det_image) != 0])
     ends = np.r_[starts[1:], len(out)]
-    top = np.argsort(-out, kind="stable")[:k1]  # the k1 most similar detections
+    top = _most_similar(out, k1)
     for g in np.unique(np.searchsorted(starts, top, side="right") - 1):  # their images
         s, e = starts[g], ends[g]
         weights = context @ embeddings[det_index[s:e]].T  # (c, n_g)
@@ -129,3 +129,12 @@ def cbgm_rescore(
         if rows.size and rows[0] == 0:  # rows come sorted: row 0 is the query box
             out[s + cols[0]] = weights[rows, cols].max()
     return out
+
+
+def _most_similar(sims: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest ``sims`` (among equal values the lower indices), in O(n)."""
+    if len(sims) <= k:
+        return np.arange(len(sims))
+    kth = np.partition(sims, len(sims) - k)[len(sims) - k]  # the k-th largest value
+    above = np.flatnonzero(sims > kth)
+    return np.r_[above, np.flatnonzero(sims == kth)[: k - len(above)]]

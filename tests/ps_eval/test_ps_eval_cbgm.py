@@ -10,7 +10,7 @@ import pytest
 from ps_eval_helpers import QUERY_EMB, detections, emb, protocol, variant
 
 from person_search.evaluation import search_metrics
-from person_search.evaluation.cbgm import CBGMParams, cbgm_rescore, context_nodes
+from person_search.evaluation.cbgm import CBGMParams, _most_similar, cbgm_rescore, context_nodes
 from person_search.evaluation.search_metrics import evaluate_search
 from person_search.evaluation.search_ranking import SearchRanker
 
@@ -185,3 +185,13 @@ def test_errors_name_the_problem():
         CBGMParams(k1=0, k2=3)
     with pytest.raises(ValueError, match="k2"):
         CBGMParams(k1=3, k2=0)
+
+
+def test_most_similar_detections_are_the_stable_top_k1():
+    """The O(n) selection of the k1 most similar detections equals a stable sort's first k1."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        sims = rng.integers(0, 5, int(rng.integers(0, 30))).astype(np.float32)  # many ties
+        k = int(rng.integers(1, 10))
+        expected = np.sort(np.argsort(-sims, kind="stable")[:k])
+        np.testing.assert_array_equal(np.sort(_most_similar(sims, k)), expected)
