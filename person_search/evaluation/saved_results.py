@@ -270,7 +270,8 @@ def resolve_cbgm(
     if saved.query_contexts is None:
         raise ValueError(
             f"CBGM needs the query contexts, which this results file ({saved.dataset_name}) does "
-            "not hold: evaluate the model again with TEST.PERSON_SEARCH.CBGM.ENABLED True"
+            "not hold: evaluate the model again with TEST.PERSON_SEARCH.CBGM.ENABLED True, or "
+            "re-evaluate without CBGM (--no-cbgm)"
         )
     rows = (
         int(saved_k2) if saved_k2 is not None else int(np.diff(saved.query_contexts.offsets).max())

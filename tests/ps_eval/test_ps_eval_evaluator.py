@@ -223,6 +223,29 @@ def test_cbgm_saved_with_contexts_and_reevaluated(dataset, tmp_path):
         _run(PersonSearchEvaluator(dataset, det_thresh=0.2, cbgm=cbgm), _dicts())
 
 
+def test_version_1_files_are_read_without_contexts(dataset, tmp_path):
+    """A file written before query contexts were saved (version 1) still re-evaluates."""
+    cbgm = CBGMParams(k1=2, k2=2)
+    ev = PersonSearchEvaluator(dataset, det_thresh=0.2, output_dir=str(tmp_path), cbgm=cbgm)
+    _run(ev, _dicts(), with_context=True)
+    path = tmp_path / "search_results.pth"
+    payload = torch.load(path, weights_only=True)
+    del payload["query_contexts"]
+    payload["version"] = 1
+    old = tmp_path / "v1.pth"
+    torch.save(payload, old)
+    assert load_search_results(str(old)).query_contexts is None
+    tool = _tool()
+    with pytest.raises(ValueError, match=r"does not hold.*\(--no-cbgm\)"):
+        tool.main([str(old)])  # saved with CBGM: asked again by default
+    plain = _run(PersonSearchEvaluator(dataset, det_thresh=0.2), _dicts())
+    assert tool.main([str(old), "--no-cbgm"]) == plain
+    payload["version"] = 3
+    torch.save(payload, old)
+    with pytest.raises(ValueError, match="version 3 is not supported.*versions 1, 2"):
+        load_search_results(str(old))
+
+
 def test_results_file_errors(tmp_path):
     tool = _tool()
     with pytest.raises(FileNotFoundError, match="not found"):
