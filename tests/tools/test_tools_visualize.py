@@ -367,3 +367,29 @@ def test_corrupt_gallery_image_is_named(saved_case, tmp_path):
             saved, image_root_paths(str(image_root)), str(tmp_path / "out"), [0]
         )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))
+
+
+@pytest.mark.slow
+def test_model_cbgm_evaluation_is_reproduced_from_the_saved_file(tiny_cuhk, tmp_path):
+    """A model run with CBGM on: the evaluator's numbers come back from the saved file alone
+    (that CBGM changes them is shown on hand-built outputs in tests/ps_eval)."""
+    config = str(REPO / "configs" / "oim" / "oim_toy_cuhk_sysu.yaml")
+    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.PERSON_SEARCH.DET_THRESH", "0.05"]
+    opts += ["TEST.PERSON_SEARCH.CBGM.ENABLED", "True", "TEST.PERSON_SEARCH.CBGM.K1", "4"]
+    cfg = load_config(config, opts)
+    torch.manual_seed(0)
+    model = Trainer.build_model(cfg)
+    out_dir = str(tmp_path / "inference")
+    results = Trainer.test(cfg, model, evaluators=[Trainer.build_evaluator(cfg, DATASET, out_dir)])
+    path = os.path.join(out_dir, "search_results.pth")
+    saved = load_search_results(path)
+    contexts = saved.query_contexts
+    assert contexts.num_images == len(saved.protocol.queries)
+    assert (contexts.scores[contexts.offsets[:-1]] == 1.0).all()  # the query box first
+    assert np.diff(contexts.offsets).max() == 3  # K2 rows at most
+    spec = importlib.util.spec_from_file_location(
+        "evaluate_saved", TOOL.parent / "evaluate_saved.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([path]) == results  # (Trainer.test unwraps a single dataset)
