@@ -1,11 +1,11 @@
-"""Small numpy helpers shared by the person-search metrics: paired box IoU, CSR range expansion,
-row-wise L2 normalisation."""
+"""Small numpy helpers shared by the person-search metrics: paired box IoU, CSR offsets and range
+expansion, row-wise L2 normalisation."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["expand_ranges", "l2_normalize", "paired_iou"]
+__all__ = ["csr_offsets", "expand_ranges", "l2_normalize", "paired_iou"]
 
 _NORM_EPS = 1e-12  # smallest norm divided by (zero rows stay zero)
 
@@ -44,3 +44,18 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, _NORM_EPS)
+
+
+def csr_offsets(offsets: np.ndarray, num_rows: int, owner: str) -> np.ndarray:
+    """``offsets`` as (G+1,) int64 rising from 0 to ``num_rows`` (rows of item g:
+    ``offsets[g]:offsets[g+1]``); ``ValueError`` naming ``owner`` otherwise."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if (
+        offsets.ndim != 1
+        or len(offsets) < 1
+        or offsets[0] != 0
+        or offsets[-1] != num_rows
+        or np.any(np.diff(offsets) < 0)
+    ):
+        raise ValueError(f"{owner}: offsets must rise from 0 to {num_rows}")
+    return offsets

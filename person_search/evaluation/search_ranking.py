@@ -31,7 +31,7 @@ import numpy as np
 
 from person_search.data.search_protocol import QueryGalleries, SearchProtocol
 
-from .array_ops import expand_ranges, l2_normalize, paired_iou
+from .array_ops import csr_offsets, expand_ranges, l2_normalize, paired_iou
 from .cbgm import CBGMParams, cbgm_rescore, check_query_contexts, context_nodes
 
 __all__ = [
@@ -72,19 +72,13 @@ class GalleryDetections:
     embeddings: np.ndarray
 
     def __post_init__(self) -> None:
-        self.offsets = np.asarray(self.offsets, dtype=np.int64)
-        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        """Arrays to their dtypes and shapes; ``ValueError`` if sizes disagree or a score is not
+        finite."""
         self.scores = np.asarray(self.scores, dtype=np.float32).ravel()
-        self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
         num = len(self.scores)
-        if (
-            self.offsets.ndim != 1
-            or len(self.offsets) < 1
-            or self.offsets[0] != 0
-            or self.offsets[-1] != num
-            or np.any(np.diff(self.offsets) < 0)
-        ):
-            raise ValueError(f"GalleryDetections: offsets must rise from 0 to {num}")
+        self.offsets = csr_offsets(self.offsets, num, "GalleryDetections")
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
         if self.embeddings.ndim != 2 or len(self.embeddings) != num or len(self.boxes) != num:
             raise ValueError(
                 f"GalleryDetections: {num} scores but boxes {self.boxes.shape} and "
