@@ -30,7 +30,10 @@ from person_search.engine.demo import (
 )
 from person_search.evaluation.person_search_evaluator import RESULTS_FILE
 from person_search.evaluation.saved_results import load_search_results
-from person_search.utils.search_visualizer import dataset_image_paths, visualize_saved_results
+from person_search.visualization.search_visualizer import (
+    dataset_image_paths,
+    visualize_saved_results,
+)
 
 _DEFAULT_CONFIG = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "configs", "oim", "oim_toy_cuhk_sysu.yaml"

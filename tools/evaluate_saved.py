@@ -2,13 +2,15 @@
 """Re-evaluate a saved person-search results file without the model.
 
     python tools/evaluate_saved.py OUTPUT/inference/search_results.pth --det-thresh 0.3
-    python tools/evaluate_saved.py FILE --variants gallery_100 gallery_4000 --cbgm
+    python tools/evaluate_saved.py FILE --variants gallery_100 gallery_4000 --no-cbgm
     python tools/evaluate_saved.py FILE --dataset cuhk_sysu_test   # protocol from the catalog
 
 The file (written by ``PersonSearchEvaluator``) holds every detection, embedding, the ground
-truth and the evaluated protocol variants; ``--dataset`` instead re-reads the protocol and ground
-truth of a registered dataset (its files must be present), e.g. to evaluate other variants,
-through the protocol cache (``--no-cache``: parse the protocol files again, write no cache).
+truth, the evaluated protocol variants and, when the model ran with CBGM on, each query's CBGM
+context; ``--dataset`` instead re-reads the protocol and ground truth of a registered dataset
+(its files must be present), e.g. to evaluate other variants, through the protocol cache
+(``--no-cache``: parse the protocol files again, write no cache). Detection threshold and CBGM
+default to what the saving run used, so the numbers are the evaluator's.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ import person_search  # noqa: F401  (compat layer first: registers datasets)
 from detectron2.utils.logger import setup_logger
 
 from person_search.data.datasets import set_data_options
-from person_search.evaluation.cbgm import CBGMParams
 from person_search.evaluation.person_search_evaluator import (
     compute_person_search_metrics,
     format_results_table,
     load_protocol_and_ground_truth,
 )
-from person_search.evaluation.saved_results import load_search_results
+from person_search.evaluation.saved_results import load_search_results, resolve_cbgm
 from person_search.utils.file_io import atomic_write
 
 
@@ -49,9 +50,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-cache", action="store_true", help="with --dataset: do not use the protocol cache"
     )
-    parser.add_argument("--cbgm", action="store_true", help="apply CBGM re-ranking")
-    parser.add_argument("--k1", type=int, default=10, help="CBGM gallery images (PRW: 30)")
-    parser.add_argument("--k2", type=int, default=3, help="CBGM context persons (PRW: 4)")
+    parser.add_argument(
+        "--cbgm",
+        action=argparse.BooleanOptionalAction,
+        help="CBGM re-ranking on or off (default: as the saving run)",
+    )
+    parser.add_argument(
+        "--k1", type=int, default=None, help="CBGM: most similar detections (default: saved, 10)"
+    )
+    parser.add_argument(
+        "--k2", type=int, default=None, help="CBGM: context nodes (default: saved, 3)"
+    )
     parser.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     return parser.parse_args(argv)
 
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> OrderedDict:
         raise ValueError(f"--det-thresh must be in [0, 1], got {det_thresh}")
     names = args.variants or list(protocol.variant_loaders)
     variants = [protocol.variant(n) for n in names]
-    cbgm = CBGMParams(k1=args.k1, k2=args.k2) if args.cbgm else None
+    cbgm = resolve_cbgm(saved, args.cbgm, args.k1, args.k2)
     results, per_variant = compute_person_search_metrics(
         protocol,
         ground_truth,
@@ -91,6 +100,7 @@ def main(argv: list[str] | None = None) -> OrderedDict:
         det_thresh=det_thresh,
         variants=variants,
         cbgm=cbgm,
+        contexts=saved.query_contexts,
     )
     table = format_results_table(
         results, per_variant, dataset_name=dataset_name, det_thresh=det_thresh, cbgm=cbgm

@@ -12,8 +12,10 @@
 
 One PNG per query (``OUTPUT/query_<index>.png``): the query in blue, matches framed green when
 they are the evaluation's true positive, red otherwise, each with its similarity and detection
-score. Images come from the registered dataset (``--dataset``, default: the one the results
-file names; ``$DETECTRON2_DATASETS`` must point at it) or from ``--image-root``.
+score. The ranking is the evaluation's, with its detection threshold and CBGM setting unless
+``--det-thresh`` / ``--cbgm`` / ``--no-cbgm`` say otherwise. Images come from the registered
+dataset (``--dataset``, default: the one the results file names; ``$DETECTRON2_DATASETS`` must
+point at it) or from ``--image-root``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from detectron2.utils.logger import setup_logger
 from person_search.engine import PersonSearchCheckpointer, PersonSearchTrainer, load_config
 from person_search.evaluation.person_search_evaluator import RESULTS_FILE
 from person_search.evaluation.saved_results import load_search_results
-from person_search.utils.search_visualizer import (
+from person_search.visualization.search_visualizer import (
     dataset_image_paths,
     image_root_paths,
     visualize_saved_results,
@@ -53,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--det-thresh", type=float, default=None, help="detection threshold (default: saved)"
     )
     parser.add_argument("--variant", default=None, help="protocol variant (default: headline)")
+    parser.add_argument("--cbgm", action=argparse.BooleanOptionalAction, help="(default: saved)")
     images = parser.add_mutually_exclusive_group()
     images.add_argument("--dataset", default=None, help="registered dataset holding the images")
     images.add_argument("--image-root", default=None, help="folder holding the images by id")
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> list:
         top_k=args.top_k,
         det_thresh=args.det_thresh,
         variant=args.variant,
+        cbgm=args.cbgm,
     )
     for r in records:
         marks = " ".join("+" if m.correct else "-" for m in r.matches)

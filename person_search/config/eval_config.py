@@ -24,12 +24,18 @@ def add_eval_config(cfg: CN) -> None:
     # Write OUTPUT_DIR/inference/search_results.pth (all detections, embeddings, protocol) so that
     # tools/evaluate_saved.py can re-evaluate without the model.
     _C.TEST.PERSON_SEARCH.SAVE_RESULTS = True
-    # Context bipartite graph matching re-ranking (SeqNet, AAAI 2021), off in the papers' main
-    # tables. SeqNet's values: K1=10, K2=3 on CUHK-SYSU; K1=30, K2=4 on PRW.
+    # Context bipartite graph matching re-ranking (SeqNet, AAAI 2021) exactly as published
+    # (person_search/evaluation/cbgm.py), off in the papers' main tables. SeqNet's values: K1=10,
+    # K2=3 on CUHK-SYSU; K1=30, K2=4 on PRW. Read by the evaluator and by PersonSearchRCNN,
+    # whose query pass then also returns each query's context.
     _C.TEST.PERSON_SEARCH.CBGM = CN()
-    _C.TEST.PERSON_SEARCH.CBGM.ENABLED = False  # apply CBGM before ranking
-    _C.TEST.PERSON_SEARCH.CBGM.K1 = 10  # gallery images re-ranked per query (by best similarity)
-    _C.TEST.PERSON_SEARCH.CBGM.K2 = 3  # context persons of the query image, query box included
+    # Apply CBGM before ranking; the model runs each query image through the detector with the
+    # query box forced in (a second detection pass per query).
+    _C.TEST.PERSON_SEARCH.CBGM.ENABLED = False
+    # Count of most similar gallery detections whose images are re-scored per query.
+    _C.TEST.PERSON_SEARCH.CBGM.K1 = 10
+    # Context nodes per query: the query box, then the query image's detections by score.
+    _C.TEST.PERSON_SEARCH.CBGM.K2 = 3
 
     # ------------------------------------------------------------------ re-id (ReIDEvaluator)
     _C.TEST.REID = CN()

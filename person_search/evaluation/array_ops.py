@@ -1,10 +1,13 @@
-"""Small numpy helpers shared by the person-search metrics: paired box IoU, CSR range expansion."""
+"""Small numpy helpers shared by the person-search metrics: paired box IoU, CSR offsets and range
+expansion, row-wise L2 normalisation."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["expand_ranges", "paired_iou"]
+__all__ = ["csr_offsets", "expand_ranges", "l2_normalize", "paired_iou"]
+
+_NORM_EPS = 1e-12  # smallest norm divided by (zero rows stay zero)
 
 
 def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -34,3 +37,25 @@ def expand_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     firsts = np.cumsum(lengths) - lengths  # position of each range's first element in the output
     return np.repeat(starts - firsts, lengths) + np.arange(total, dtype=np.int64)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation of an (N, D) array to float32 (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, _NORM_EPS)
+
+
+def csr_offsets(offsets: np.ndarray, num_rows: int, owner: str) -> np.ndarray:
+    """``offsets`` as (G+1,) int64 rising from 0 to ``num_rows`` (rows of item g:
+    ``offsets[g]:offsets[g+1]``); ``ValueError`` naming ``owner`` otherwise."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if (
+        offsets.ndim != 1
+        or len(offsets) < 1
+        or offsets[0] != 0
+        or offsets[-1] != num_rows
+        or np.any(np.diff(offsets) < 0)
+    ):
+        raise ValueError(f"{owner}: offsets must rise from 0 to {num_rows}")
+    return offsets

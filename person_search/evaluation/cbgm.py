@@ -1,23 +1,28 @@
-"""Context bipartite graph matching (CBGM): the optional re-ranking of SeqNet (AAAI 2021).
+"""Context bipartite graph matching (CBGM): the optional re-ranking of SeqNet (AAAI 2021), as
+published (SeqNet's evaluation code; ``person-search-protocol.md``).
 
-For one query: take the ``k1`` searched gallery images whose best detection is most similar to
-the query. In each, match the query image's context persons (the query box first, then the
-query image's most confident detections, ``k2`` nodes in all) to the image's detections with
-the Hungarian algorithm on embedding similarities (maximum total similarity). If the query box
-is matched, its partner's similarity becomes the largest similarity among the matched pairs.
+For one query:
 
-SeqNet's defaults: ``k1=10, k2=3`` on CUHK-SYSU, ``k1=30, k2=4`` on PRW.
+1. **Context.** The query image is run through the model with the query box forced in as a
+   detection of score 1: it survives the final NMS, which removes the other detections
+   overlapping it (:meth:`PersonSearchRCNN.query_context
+   <person_search.modeling.meta_arch.person_search_rcnn.PersonSearchRCNN.query_context>`).
+   The context nodes are the first ``k2`` rows of that output: the query box first, then the
+   other detections by decreasing score. Rows other than the query box's with a score under the
+   evaluation's ``det_thresh`` are left out: SeqNet's model drops them itself (its test score
+   threshold, 0.5, is its ``det_thresh``), ours keeps every score for re-evaluation at other
+   thresholds.
+2. **Images re-scored.** The query's searched detections are ranked by similarity; the images
+   owning the ``k1`` most similar *detections* are re-scored (fewer than ``k1`` images when an
+   image owns several of them).
+3. **Matching.** In each such image the context nodes are matched to the image's detections by
+   the Hungarian algorithm on embedding similarities (maximum total similarity). If the query
+   node is matched, its partner's similarity becomes the largest similarity among the matched
+   pairs; the image's other detections keep theirs.
 
-Two documented differences with SeqNet's code:
-
-* SeqNet selects the images of the ``k1`` most similar *detections*; the protocol description
-  (and this code) takes the ``k1`` most similar *images* (by their best detection).
-* SeqNet's context list holds the query box and, unchanged, the query image's detections, so the
-  query person usually appears twice and competes with itself. Here detections of the query
-  image overlapping the query box (IoU >= 0.5) are left out of the context. Context detections
-  pass the same ``det_thresh`` as the gallery.
-
-The query node's embedding is the query embedding (from the given box), not a re-pooled one.
+SeqNet's values: ``k1=10, k2=3`` on CUHK-SYSU, ``k1=30, k2=4`` on PRW. Exact ties are resolved
+deterministically where SeqNet's code leaves them to an unstable sort: among detections of equal
+similarity, the earlier one in gallery order enters the ``k1``; the Hungarian solver is SciPy's.
 """
 
 from __future__ import annotations
@@ -28,19 +33,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .array_ops import paired_iou
+from .array_ops import l2_normalize
 
 if TYPE_CHECKING:
-    from .search_metrics import GalleryDetections
+    from .search_ranking import GalleryDetections
 
-__all__ = ["CBGMParams", "cbgm_rescore", "query_context"]
-
-CONTEXT_OVERLAP_IOU = 0.5  # query-image detections overlapping the query box this much are dropped
+__all__ = ["CBGMParams", "cbgm_rescore", "check_query_contexts", "context_nodes"]
 
 
 @dataclass(frozen=True)
 class CBGMParams:
-    """k1: gallery images re-ranked per query; k2: context nodes (query box included)."""
+    """k1: most similar detections whose images are re-scored; k2: context nodes per query (the
+    query box included)."""
 
     k1: int = 10
     k2: int = 3
@@ -50,33 +54,45 @@ class CBGMParams:
             raise ValueError(f"CBGM needs k1 >= 1 and k2 >= 1 (got k1={self.k1}, k2={self.k2})")
 
 
-def query_context(
-    query_embedding: np.ndarray,
-    query_box: np.ndarray,
-    dets: GalleryDetections,
-    gallery_embeddings: np.ndarray,
-    query_image: int,
-    k2: int,
+def check_query_contexts(contexts: GalleryDetections | None, num_queries: int, dim: int) -> None:
+    """Raise ``ValueError`` unless ``contexts`` holds one context per query, each with its query
+    box (at least one row), embeddings of size ``dim``."""
+    if contexts is None:
+        raise ValueError(
+            "CBGM needs each query's context (the model's detections in the query image with the "
+            "query box forced in): run inference with TEST.PERSON_SEARCH.CBGM.ENABLED True, which "
+            "makes PersonSearchRCNN return 'query_context' for every query"
+        )
+    if contexts.num_images != num_queries:
+        raise ValueError(f"query contexts cover {contexts.num_images} of {num_queries} queries")
+    empty = np.flatnonzero(np.diff(contexts.offsets) == 0)
+    if len(empty):
+        raise ValueError(
+            f"query contexts of queries {empty[:5].tolist()} are empty (row 0 must be the query "
+            "box)"
+        )
+    if contexts.embeddings.shape[1] != dim:
+        raise ValueError(
+            f"query context embeddings have size {contexts.embeddings.shape[1]}, the query "
+            f"embeddings {dim}"
+        )
+
+
+def context_nodes(
+    contexts: GalleryDetections, query: int, *, det_thresh: float, k2: int
 ) -> np.ndarray:
-    """The context nodes of one query: (c, D), c <= k2, row 0 the query embedding.
+    """The context nodes of one query: (c, D) L2-normalised, c <= k2, row 0 the query box.
 
     Args:
-        query_embedding: (D,) L2-normalised.
-        query_box: (4,) XYXY_ABS of the query in its image.
-        dets: thresholded gallery detections; gallery_embeddings: their (M, D) normalised
-            embeddings.
-        query_image: gallery index of the query's image, -1 if it is not a gallery image (then
-            the context is the query alone and CBGM leaves the similarities unchanged).
+        contexts: per query (as "images", in query order), the model's query-image output with
+            the query box first (:func:`check_query_contexts`).
+        query: index into the protocol's queries.
+        det_thresh: rows after the first need ``score >= det_thresh``.
+        k2: number of nodes at most.
     """
-    nodes = [np.asarray(query_embedding, dtype=np.float32)[None]]
-    if query_image >= 0 and k2 > 1:
-        start, end = dets.offsets[query_image], dets.offsets[query_image + 1]
-        boxes = dets.boxes[start:end]
-        box = np.broadcast_to(np.asarray(query_box, dtype=np.float64), (len(boxes), 4))
-        others = np.flatnonzero(paired_iou(boxes, box) < CONTEXT_OVERLAP_IOU)
-        order = others[np.argsort(-dets.scores[start:end][others], kind="stable")][: k2 - 1]
-        nodes.append(gallery_embeddings[start + order])
-    return np.concatenate(nodes)
+    start, end = contexts.offsets[query], contexts.offsets[query + 1]
+    keep = np.flatnonzero(contexts.scores[start + 1 : end] >= det_thresh)[: k2 - 1] + start + 1
+    return l2_normalize(contexts.embeddings[np.r_[start, keep]])
 
 
 def cbgm_rescore(
@@ -93,10 +109,10 @@ def cbgm_rescore(
         sims: (n,) query similarity of each searched detection.
         det_image: (n,) image of each detection, detections of one image contiguous.
         det_index: (n,) row of each detection in ``embeddings``.
-        embeddings: (M, D) normalised embeddings of all detections (only the rows of the k1
-            re-ranked images are read).
-        context: (c, D) from :func:`query_context`.
-        k1: number of images re-ranked.
+        embeddings: (M, D) normalised embeddings of all detections (only the rows of the
+            re-scored images are read).
+        context: (c, D) from :func:`context_nodes`.
+        k1: number of most similar detections whose images are re-scored.
     Returns:
         (n,) float32, a new array.
     """
@@ -105,12 +121,20 @@ def cbgm_rescore(
         return out  # no context: matching the query alone changes nothing
     starts = np.flatnonzero(np.r_[True, np.diff(det_image) != 0])
     ends = np.r_[starts[1:], len(out)]
-    best = np.maximum.reduceat(out, starts)
-    top = np.argsort(-best, kind="stable")[:k1]
-    for g in top:  # at most k1 small assignment problems
+    top = _most_similar(out, k1)
+    for g in np.unique(np.searchsorted(starts, top, side="right") - 1):  # their images
         s, e = starts[g], ends[g]
         weights = context @ embeddings[det_index[s:e]].T  # (c, n_g)
         rows, cols = linear_sum_assignment(weights, maximize=True)
         if rows.size and rows[0] == 0:  # rows come sorted: row 0 is the query box
             out[s + cols[0]] = weights[rows, cols].max()
     return out
+
+
+def _most_similar(sims: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest ``sims`` (among equal values the lower indices), in O(n)."""
+    if len(sims) <= k:
+        return np.arange(len(sims))
+    kth = np.partition(sims, len(sims) - k)[len(sims) - k]  # the k-th largest value
+    above = np.flatnonzero(sims > kth)
+    return np.r_[above, np.flatnonzero(sims == kth)[: k - len(above)]]

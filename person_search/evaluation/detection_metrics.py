@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from detectron2.structures import BoxMode
 
-from .array_ops import paired_iou
+from .array_ops import csr_offsets, paired_iou
 from .search_metrics import GalleryDetections, average_precision
 
 __all__ = ["DetectionResult", "GalleryGroundTruth", "evaluate_detection"]
@@ -45,15 +45,12 @@ class GalleryGroundTruth:
     person_ids: np.ndarray
 
     def __post_init__(self) -> None:
-        self.offsets = np.asarray(self.offsets, dtype=np.int64)
-        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
         self.person_ids = np.asarray(self.person_ids, dtype=np.int64).ravel()
         n = len(self.person_ids)
-        if len(self.boxes) != n or self.offsets[0] != 0 or self.offsets[-1] != n:
-            raise ValueError(
-                f"GalleryGroundTruth: {n} person ids, {len(self.boxes)} boxes, offsets ending "
-                f"at {self.offsets[-1]}"
-            )
+        self.offsets = csr_offsets(self.offsets, n, "GalleryGroundTruth")
+        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
+        if len(self.boxes) != n:
+            raise ValueError(f"GalleryGroundTruth: {n} person ids but {len(self.boxes)} boxes")
 
     @property
     def num_images(self) -> int:

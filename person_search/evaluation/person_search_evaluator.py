@@ -2,7 +2,9 @@
 
 One ``inference_on_dataset`` pass over a person-search test dataset feeds
 :class:`PersonSearchEvaluator` with gallery scene images (outputs ``instances`` with
-``pred_boxes``, ``scores``, ``embeddings``) and queries (outputs ``query_embeddings``). It
+``pred_boxes``, ``scores``, ``embeddings``) and queries (outputs ``query_embeddings`` and, when the
+model runs with CBGM on, ``query_context``: the query image's detections with the query box
+forced in, :mod:`.cbgm`). It
 stores *every* detection and applies ``det_thresh`` only when computing metrics, so a saved
 results file can be re-evaluated at other thresholds (``tools/evaluate_saved.py``). The protocol
 comes from ``get_search_protocol(dataset_name)`` (read once per process); the detection ground
@@ -39,13 +41,8 @@ from person_search.data.search_protocol import QueryGalleries, SearchProtocol
 from .cbgm import CBGMParams
 from .detection_metrics import GalleryGroundTruth, evaluate_detection
 from .saved_results import save_search_results
-from .search_metrics import (
-    TOPK,
-    GalleryDetections,
-    VariantResult,
-    evaluate_search,
-    summarize_search,
-)
+from .search_metrics import TOPK, VariantResult, evaluate_search, summarize_search
+from .search_ranking import GalleryDetections
 
 __all__ = [
     "PersonSearchEvaluator",
@@ -68,6 +65,7 @@ def compute_person_search_metrics(
     det_thresh: float,
     variants: Sequence[QueryGalleries],
     cbgm: CBGMParams | None = None,
+    contexts: GalleryDetections | None = None,
 ) -> tuple[OrderedDict[str, OrderedDict[str, float]], OrderedDict[str, VariantResult]]:
     """Detection and search metrics (percent) and the per-query search results.
 
@@ -77,9 +75,16 @@ def compute_person_search_metrics(
         det_thresh: detection score threshold (``>=``) for both metric families.
         variants: the protocol variants to evaluate.
         cbgm: CBGM parameters, ``None`` to disable.
+        contexts: with ``cbgm``, each query's context in query order.
     """
     per_variant = evaluate_search(
-        protocol, detections, query_embeddings, det_thresh=det_thresh, variants=variants, cbgm=cbgm
+        protocol,
+        detections,
+        query_embeddings,
+        det_thresh=det_thresh,
+        variants=variants,
+        cbgm=cbgm,
+        contexts=contexts,
     )
     det_all = evaluate_detection(ground_truth, detections, det_thresh=det_thresh)
     det_lab = evaluate_detection(
@@ -105,7 +110,7 @@ def format_results_table(
     cbgm: CBGMParams | None,
 ) -> str:
     """A human-readable table of the metrics, naming the detection threshold and CBGM."""
-    cbgm_txt = "off" if cbgm is None else f"k1={cbgm.k1}, k2={cbgm.k2}"
+    cbgm_txt = "off" if cbgm is None else f"as published by SeqNet, k1={cbgm.k1}, k2={cbgm.k2}"
     head = f"Person search on {dataset_name} (det_thresh={det_thresh:g}, CBGM {cbgm_txt})"
     rows = []
     for name, res in per_variant.items():
@@ -193,9 +198,11 @@ class PersonSearchEvaluator(DatasetEvaluator):
     def reset(self) -> None:
         self._gallery: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._queries: dict[int, np.ndarray] = {}
+        self._contexts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def process(self, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
-        """Store each query embedding (by ``query_index``) and every gallery detection."""
+        """Store each query embedding and context (by ``query_index``) and every gallery
+        detection."""
         for inp, out in zip(inputs, outputs):
             if "query_index" in inp:
                 if "query_embeddings" not in out:
@@ -205,41 +212,47 @@ class PersonSearchEvaluator(DatasetEvaluator):
                     )
                 emb = out["query_embeddings"].detach().to("cpu", dtype=torch.float32)
                 self._queries[int(inp["query_index"])] = emb.reshape(-1).numpy()
+                if self._cbgm is not None and "query_context" not in out:
+                    raise KeyError(
+                        f"query {inp['query_index']} ({inp.get('image_id')}): CBGM is on but the "
+                        "model output has no 'query_context' (PersonSearchRCNN returns it when "
+                        "built with TEST.PERSON_SEARCH.CBGM.ENABLED True)"
+                    )
+                if "query_context" in out:
+                    what = f"query {inp['query_index']} ({inp.get('image_id')}): query_context"
+                    self._contexts[int(inp["query_index"])] = _detection_arrays(
+                        out["query_context"], what
+                    )
                 continue
             if "instances" not in out:
                 raise KeyError(
                     f"gallery image {inp.get('image_id')}: model output has no 'instances'"
                 )
-            inst = out["instances"].to("cpu")
-            for field in ("pred_boxes", "scores", "embeddings"):
-                if not inst.has(field):
-                    raise KeyError(f"gallery image {inp.get('image_id')}: instances lack {field!r}")
-            self._gallery[inp["image_id"]] = (
-                inst.pred_boxes.tensor.detach().float().numpy(),
-                inst.scores.detach().float().numpy(),
-                inst.embeddings.detach().float().numpy(),
-            )
+            what = f"gallery image {inp.get('image_id')}: instances"
+            self._gallery[inp["image_id"]] = _detection_arrays(out["instances"], what)
 
-    def _gathered(self) -> tuple[dict, dict] | None:
+    def _gathered(self) -> tuple[dict, dict, dict] | None:
+        parts = (self._gallery, self._queries, self._contexts)
         if not self._distributed or comm.get_world_size() == 1:
-            return self._gallery, self._queries
+            return parts
         comm.synchronize()
-        galleries = comm.gather(self._gallery, dst=0)
-        queries = comm.gather(self._queries, dst=0)
+        gathered = [comm.gather(part, dst=0) for part in parts]
         if not comm.is_main_process():
             return None
-        gallery = dict(itertools.chain.from_iterable(g.items() for g in galleries))
-        query = dict(itertools.chain.from_iterable(q.items() for q in queries))
-        return gallery, query
+        return tuple(
+            dict(itertools.chain.from_iterable(p.items() for p in per_worker))
+            for per_worker in gathered
+        )
 
     def evaluate(self) -> OrderedDict[str, OrderedDict[str, float]] | dict:
         gathered = self._gathered()
         if gathered is None:
             return {}
-        gallery, queries = gathered
+        gallery, queries, contexts = gathered
         protocol, ground_truth = load_protocol_and_ground_truth(self._dataset_name)
         detections = self._detections(protocol, gallery, queries)
         query_embeddings = self._query_embeddings(protocol, queries)
+        query_contexts = self._query_contexts(protocol, contexts, query_embeddings.shape[1])
         names = self._variants or list(protocol.variant_loaders)
         variants = [protocol.variant(n) for n in names]
         results, per_variant = compute_person_search_metrics(
@@ -250,6 +263,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
             det_thresh=self._det_thresh,
             variants=variants,
             cbgm=self._cbgm,
+            contexts=query_contexts,
         )
         logger.info(
             "\n"
@@ -276,6 +290,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
                     "cbgm_k1": None if self._cbgm is None else self._cbgm.k1,
                     "cbgm_k2": None if self._cbgm is None else self._cbgm.k2,
                 },
+                query_contexts=query_contexts,
             )
             logger.info(f"Saved person-search results to {path}")
         return copy.deepcopy(results)
@@ -297,12 +312,39 @@ class PersonSearchEvaluator(DatasetEvaluator):
             [gallery[i] for i in protocol.gallery_image_ids], embedding_dim=dims.pop()
         )
 
-    def _query_embeddings(self, protocol: SearchProtocol, queries: dict) -> np.ndarray:
+    def _in_query_order(self, protocol: SearchProtocol, per_query: dict, what: str) -> list:
+        """``per_query[q]`` for every query index q; ``ValueError`` naming the missing ones."""
         n = len(protocol.queries)
-        missing = [q for q in range(n) if q not in queries]
+        missing = [q for q in range(n) if q not in per_query]
         if missing:
             raise ValueError(
-                f"{self._dataset_name}: no query embedding for {len(missing)} of {n} queries "
+                f"{self._dataset_name}: no {what} for {len(missing)} of {n} queries "
                 f"(e.g. query_index {missing[:3]})"
             )
-        return np.stack([queries[q] for q in range(n)]).astype(np.float32)
+        return [per_query[q] for q in range(n)]
+
+    def _query_embeddings(self, protocol: SearchProtocol, queries: dict) -> np.ndarray:
+        embeddings = self._in_query_order(protocol, queries, "query embedding")
+        return np.stack(embeddings).astype(np.float32)
+
+    def _query_contexts(
+        self, protocol: SearchProtocol, contexts: dict, dim: int
+    ) -> GalleryDetections | None:
+        """The queries' contexts in query order; ``None`` when the model produced none."""
+        if not contexts:
+            return None
+        per_query = self._in_query_order(protocol, contexts, "query_context")
+        return GalleryDetections.from_per_image(per_query, dim)
+
+
+def _detection_arrays(instances: Any, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes (n, 4), scores (n,), embeddings (n, D)) float32 arrays of model output instances."""
+    inst = instances.to("cpu")
+    for field in ("pred_boxes", "scores", "embeddings"):
+        if not inst.has(field):
+            raise KeyError(f"{what} lack {field!r}")
+    return (
+        inst.pred_boxes.tensor.detach().float().numpy(),
+        inst.scores.detach().float().numpy(),
+        inst.embeddings.detach().float().numpy(),
+    )

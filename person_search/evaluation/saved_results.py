@@ -1,15 +1,16 @@
 """Self-contained person-search results files (``search_results.pth``).
 
 A file holds every gallery detection (boxes, scores, embeddings; *all* scores, so it can be
-re-evaluated at any detection threshold), every query embedding, the gallery ground truth (for
-the detection metrics) and the protocol variants that were evaluated, serialised as arrays.
+re-evaluated at any detection threshold), every query embedding, each query's CBGM context when
+the model produced one (:mod:`.cbgm`), the gallery ground truth (for the detection metrics) and
+the protocol variants that were evaluated, serialised as arrays.
 ``tools/evaluate_saved.py`` re-runs the evaluation from it without the model or the dataset
 files. Only tensors and plain Python types are stored, so it loads with
 ``torch.load(weights_only=True)``.
 
 Layout (``torch.save`` of a dict)::
 
-    format: "person_search.search_results", version: 1, dataset_name: str,
+    format: "person_search.search_results", version: 2, dataset_name: str,
     settings: {det_thresh, cbgm_k1, cbgm_k2 (None when off)}   # what the saving run used
     protocol: {name, default_variant, gallery_image_ids, gallery_camera_ids,
                query_image_ids, query_boxes, query_person_ids, query_camera_ids,
@@ -19,6 +20,9 @@ Layout (``torch.save`` of a dict)::
     ground_truth: {offsets, boxes, person_ids}
     detections: {offsets, boxes, scores, embeddings}
     query_embeddings: (Q, D) float32
+    query_contexts: {offsets, boxes, scores, embeddings} (one "image" per query) or None
+
+Version 1 files (no ``query_contexts``) are read too, without contexts.
 """
 
 from __future__ import annotations
@@ -34,13 +38,21 @@ import torch
 from person_search.data.search_protocol import QueryGalleries, SearchProtocol, SearchQuery
 from person_search.utils.file_io import atomic_write
 
+from .cbgm import CBGMParams
 from .detection_metrics import GalleryGroundTruth
-from .search_metrics import GalleryDetections
+from .search_ranking import GalleryDetections
 
-__all__ = ["RESULTS_FORMAT", "SavedSearchResults", "load_search_results", "save_search_results"]
+__all__ = [
+    "RESULTS_FORMAT",
+    "SavedSearchResults",
+    "load_search_results",
+    "resolve_cbgm",
+    "save_search_results",
+]
 
 RESULTS_FORMAT = "person_search.search_results"
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # version 1: written before query contexts were saved
 
 
 @dataclass
@@ -53,6 +65,7 @@ class SavedSearchResults:
     detections: GalleryDetections
     query_embeddings: np.ndarray
     settings: dict[str, Any]
+    query_contexts: GalleryDetections | None = None
 
 
 def _t(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -82,6 +95,21 @@ def _variant_to_dict(v: QueryGalleries) -> dict[str, Any]:
     out["positive_images"] = _t(np.concatenate(images or [np.zeros(0)]), torch.int32)
     out["positive_boxes"] = _t(np.concatenate(boxes or [np.zeros((0, 4))]), torch.float64)
     return out
+
+
+def _detections_to_dict(d: GalleryDetections) -> dict[str, torch.Tensor]:
+    return {
+        "offsets": _t(d.offsets, torch.int64),
+        "boxes": _t(d.boxes, torch.float32),
+        "scores": _t(d.scores, torch.float32),
+        "embeddings": _t(d.embeddings, torch.float32),
+    }
+
+
+def _detections_from_dict(d: dict[str, torch.Tensor]) -> GalleryDetections:
+    return GalleryDetections(
+        d["offsets"].numpy(), d["boxes"].numpy(), d["scores"].numpy(), d["embeddings"].numpy()
+    )
 
 
 def _split(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
@@ -114,8 +142,12 @@ def save_search_results(
     detections: GalleryDetections,
     query_embeddings: np.ndarray,
     settings: dict[str, Any],
+    query_contexts: GalleryDetections | None = None,
 ) -> None:
-    """Write a results file atomically (temporary file in the same folder, then rename)."""
+    """Write a results file atomically (temporary file in the same folder, then rename).
+
+    ``query_contexts``: each query's CBGM context in query order, when the model produced them.
+    """
     queries = protocol.queries
     payload = {
         "format": RESULTS_FORMAT,
@@ -138,13 +170,9 @@ def save_search_results(
             "boxes": _t(ground_truth.boxes, torch.float64),
             "person_ids": _t(ground_truth.person_ids, torch.int64),
         },
-        "detections": {
-            "offsets": _t(detections.offsets, torch.int64),
-            "boxes": _t(detections.boxes, torch.float32),
-            "scores": _t(detections.scores, torch.float32),
-            "embeddings": _t(detections.embeddings, torch.float32),
-        },
+        "detections": _detections_to_dict(detections),
         "query_embeddings": _t(np.asarray(query_embeddings), torch.float32),
+        "query_contexts": None if query_contexts is None else _detections_to_dict(query_contexts),
     }
     atomic_write(path, lambda f: torch.save(payload, f), mode="wb")
 
@@ -171,10 +199,10 @@ def load_search_results(path: str) -> SavedSearchResults:
             f"{path} is not a person-search results file (no format tag {RESULTS_FORMAT!r}; "
             "write one with PersonSearchEvaluator(output_dir=...))"
         )
-    if payload.get("version") != RESULTS_VERSION:
+    if payload.get("version") not in _READABLE_VERSIONS:
         raise ValueError(
             f"{path}: results file version {payload.get('version')!r} is not supported "
-            f"(this code reads version {RESULTS_VERSION})"
+            f"(this code reads versions {', '.join(map(str, _READABLE_VERSIONS))})"
         )
     try:
         p = payload["protocol"]
@@ -200,16 +228,57 @@ def load_search_results(path: str) -> SavedSearchResults:
         ground_truth = GalleryGroundTruth(
             g["offsets"].numpy(), g["boxes"].numpy(), g["person_ids"].numpy()
         )
-        detections = GalleryDetections(
-            d["offsets"].numpy(), d["boxes"].numpy(), d["scores"].numpy(), d["embeddings"].numpy()
-        )
+        contexts = payload.get("query_contexts")
         return SavedSearchResults(
             dataset_name=payload["dataset_name"],
             protocol=protocol,
             ground_truth=ground_truth,
-            detections=detections,
+            detections=_detections_from_dict(d),
             query_embeddings=payload["query_embeddings"].numpy(),
             settings=dict(payload["settings"]),
+            query_contexts=None if contexts is None else _detections_from_dict(contexts),
         )
     except (KeyError, AttributeError, TypeError) as e:
         raise ValueError(f"{path}: malformed person-search results file ({e!r})") from e
+
+
+def resolve_cbgm(
+    saved: SavedSearchResults,
+    enabled: bool | None = None,
+    k1: int | None = None,
+    k2: int | None = None,
+) -> CBGMParams | None:
+    """The CBGM parameters to re-evaluate or draw a results file with.
+
+    Args:
+        enabled: CBGM on or off; ``None`` = as the run that saved the file.
+        k1, k2: ``None`` = the saving run's values, else SeqNet's CUHK-SYSU values (10, 3).
+    Raises:
+        ValueError: CBGM is asked for but the file holds no query contexts, or ``k2`` exceeds
+            the context rows the saving run kept per query.
+    """
+    saved_k1, saved_k2 = saved.settings.get("cbgm_k1"), saved.settings.get("cbgm_k2")
+    if enabled is None:
+        enabled = saved_k1 is not None
+    if not enabled:
+        return None
+    default = CBGMParams()
+    cbgm = CBGMParams(
+        k1=int(k1 if k1 is not None else saved_k1 if saved_k1 is not None else default.k1),
+        k2=int(k2 if k2 is not None else saved_k2 if saved_k2 is not None else default.k2),
+    )
+    if saved.query_contexts is None:
+        raise ValueError(
+            f"CBGM needs the query contexts, which this results file ({saved.dataset_name}) does "
+            "not hold: evaluate the model again with TEST.PERSON_SEARCH.CBGM.ENABLED True, or "
+            "re-evaluate without CBGM (--no-cbgm)"
+        )
+    rows = (
+        int(saved_k2) if saved_k2 is not None else int(np.diff(saved.query_contexts.offsets).max())
+    )
+    if cbgm.k2 > rows:
+        raise ValueError(
+            f"k2={cbgm.k2} context nodes asked for, but the results file keeps {rows} per query "
+            "(the model's TEST.PERSON_SEARCH.CBGM.K2 when it was evaluated)"
+        )
+    return cbgm

@@ -1,18 +1,22 @@
 """A plain per-query, per-image loop implementation of the person-search protocol.
 
 An executable specification, written the way the reference code reads (SeqNet's
-``eval_search_*``): the tests check :func:`~.search_metrics.evaluate_search` against it on random
-inputs, and ``benchmarks/bench_eval.py`` measures the speed-up. Slow (Python loops over
-detections); never used for real evaluation. No CBGM.
+``eval_search_*``, CBGM included): the tests check :func:`~.search_metrics.evaluate_search`
+against it on random inputs, and ``benchmarks/bench_eval.py`` measures the speed-up. Slow
+(Python loops over detections, CBGM's matching by enumerating every assignment); never used for
+real evaluation.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
 from person_search.data.search_protocol import QueryGalleries, SearchProtocol
 
 from .array_ops import paired_iou
+from .cbgm import CBGMParams
 from .search_metrics import (
     TOPK,
     GalleryDetections,
@@ -32,6 +36,8 @@ def evaluate_variant_loop(
     *,
     det_thresh: float,
     max_queries: int | None = None,
+    cbgm: CBGMParams | None = None,
+    contexts: GalleryDetections | None = None,
 ) -> VariantResult:
     """Same result as ``evaluate_search(...)[variant.name]`` (first ``max_queries`` queries)."""
     index_of_image = {name: i for i, name in enumerate(protocol.gallery_image_ids)}
@@ -56,14 +62,8 @@ def evaluate_variant_loop(
             if int(g) in images:
                 count_gt += 1
                 gt_of_image.setdefault(int(g), box)
-        scores: list[float] = []
-        labels: list[bool] = []
-        count_tp = 0
-        seen: set[int] = set()
-        for g in images:
-            if g in seen:
-                continue  # an image listed twice is scored once
-            seen.add(g)
+        searched: dict[int, tuple[list[float], list[np.ndarray]]] = {}  # image -> sims, boxes
+        for g in sorted(set(images)):  # an image listed twice is scored once
             start, end = detections.offsets[g], detections.offsets[g + 1]
             sims, boxes = [], []
             for j in range(start, end):
@@ -72,6 +72,13 @@ def evaluate_variant_loop(
                     e = (e / max(np.linalg.norm(e), 1e-12)).astype(np.float32)
                     sims.append(float(e @ q))
                     boxes.append(detections.boxes[j])
+            searched[g] = (sims, boxes)
+        if cbgm is not None:
+            _cbgm_loop(searched, detections, det_thresh, contexts, qi, cbgm)
+        scores: list[float] = []
+        labels: list[bool] = []
+        count_tp = 0
+        for g, (sims, boxes) in searched.items():
             label = [False] * len(sims)
             if g in gt_of_image and sims:
                 gt = gt_of_image[g][None]
@@ -106,3 +113,51 @@ def evaluate_variant_loop(
         count_gt=np.asarray(count_gts, dtype=np.int64),
         count_tp=np.asarray(count_tps, dtype=np.int64),
     )
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / max(np.linalg.norm(x), 1e-12)).astype(np.float32)
+
+
+def _cbgm_loop(
+    searched: dict[int, tuple[list[float], list[np.ndarray]]],
+    detections: GalleryDetections,
+    det_thresh: float,
+    contexts: GalleryDetections,
+    query: int,
+    cbgm: CBGMParams,
+) -> None:
+    """SeqNet's CBGM on one query's ``searched`` similarities, in place."""
+    start, end = contexts.offsets[query], contexts.offsets[query + 1]
+    nodes = [_unit(contexts.embeddings[start])]  # the query box
+    for j in range(start + 1, end):
+        if contexts.scores[j] >= det_thresh and len(nodes) < cbgm.k2:
+            nodes.append(_unit(contexts.embeddings[j]))
+    if len(nodes) < 2:
+        return
+    everything = [(sim, g) for g, (sims, _) in searched.items() for sim in sims]
+    top = sorted(range(len(everything)), key=lambda i: -everything[i][0])[: cbgm.k1]
+    for g in sorted({everything[i][1] for i in top}):
+        sims = searched[g][0]
+        kept = [
+            j
+            for j in range(detections.offsets[g], detections.offsets[g + 1])
+            if detections.scores[j] >= det_thresh
+        ]
+        weights = [[float(n @ _unit(detections.embeddings[j])) for j in kept] for n in nodes]
+        pairs = _best_matching(weights)
+        partner = dict(pairs).get(0)
+        if partner is not None:
+            sims[partner] = max(weights[r][c] for r, c in pairs)
+
+
+def _best_matching(weights: list[list[float]]) -> list[tuple[int, int]]:
+    """A maximum-total matching of rows to columns covering the smaller side, by enumeration."""
+    rows, cols = len(weights), len(weights[0])
+    if rows <= cols:
+        candidates = (list(enumerate(p)) for p in itertools.permutations(range(cols), rows))
+    else:
+        candidates = (
+            [(r, c) for c, r in enumerate(p)] for p in itertools.permutations(range(rows), cols)
+        )
+    return max(candidates, key=lambda pairs: sum(weights[r][c] for r, c in pairs))

@@ -6,6 +6,7 @@ from detectron2.structures import BoxMode
 from ps_eval_helpers import detections, emb
 
 from person_search.evaluation.detection_metrics import GalleryGroundTruth, evaluate_detection
+from person_search.evaluation.search_ranking import GalleryDetections
 
 
 def _case():
@@ -81,3 +82,17 @@ def test_ground_truth_from_dataset_dicts():
     dicts[1]["annotations"][0]["bbox_mode"] = BoxMode.XYWH_ABS
     with pytest.raises(ValueError, match="XYXY_ABS"):
         GalleryGroundTruth.from_dataset_dicts(dicts, ["a.jpg", "b.jpg"])
+
+
+def test_inconsistent_arrays_are_refused():
+    box = [[0.0, 0.0, 10.0, 10.0]]
+    with pytest.raises(ValueError, match="GalleryGroundTruth: offsets must rise from 0 to 1"):
+        GalleryGroundTruth([0, 2, 1], box, [1])
+    with pytest.raises(ValueError, match="GalleryGroundTruth: 1 person ids but 2 boxes"):
+        GalleryGroundTruth([0, 1], box * 2, [1])
+    with pytest.raises(ValueError, match="GalleryDetections: offsets must rise from 0 to 1"):
+        GalleryDetections([1, 1], box, [0.9], [[1.0, 0.0]])
+    with pytest.raises(ValueError, match="GalleryDetections: 1 scores but boxes"):
+        GalleryDetections([0, 1], box, [0.9], [[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="non-finite detection scores"):
+        GalleryDetections([0, 1], box, [float("nan")], [[1.0, 0.0]])

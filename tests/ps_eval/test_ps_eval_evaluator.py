@@ -13,6 +13,11 @@ from ps_eval_helpers import QUERY_EMB, detections, emb, protocol, variant
 
 from person_search.config import get_cfg
 from person_search.evaluation import PersonSearchEvaluator
+from person_search.evaluation.cbgm import CBGMParams
+from person_search.evaluation.person_search_evaluator import (
+    compute_person_search_metrics,
+    format_results_table,
+)
 from person_search.evaluation.saved_results import load_search_results
 from person_search.evaluation.search_metrics import evaluate_search, summarize_search
 
@@ -74,23 +79,34 @@ def dataset():
     MetadataCatalog.remove(NAME)
 
 
-def _outputs(d):
-    if "query_index" in d:
-        return {"query_embeddings": torch.from_numpy(QUERY_EMB)[None]}
-    dets = FRAMES[d["image_id"]][2]
+# The model's CBGM pass over each query image: the query box first (score 1), then detections.
+# Query 0's other detection looks like f1's 0.3-score stranger (its embedding).
+CONTEXTS = [[(GT, 1.0, QUERY_EMB), (OTHER, 0.9, emb(0.875, 4))], [(GT, 1.0, QUERY_EMB)]]
+
+
+def _instances(dets):
     inst = Instances((300, 300))
     inst.pred_boxes = Boxes(torch.tensor([b for b, _, _ in dets], dtype=torch.float32))
     inst.scores = torch.tensor([s for _, s, _ in dets], dtype=torch.float32)
     inst.pred_classes = torch.zeros(len(dets), dtype=torch.int64)
     inst.embeddings = torch.from_numpy(np.stack([e for _, _, e in dets]))
-    return {"instances": inst}
+    return inst
 
 
-def _run(evaluator, dicts):
+def _outputs(d, with_context=False):
+    if "query_index" in d:
+        out = {"query_embeddings": torch.from_numpy(QUERY_EMB)[None]}
+        if with_context:
+            out["query_context"] = _instances(CONTEXTS[d["query_index"]])
+        return out
+    return {"instances": _instances(FRAMES[d["image_id"]][2])}
+
+
+def _run(evaluator, dicts, with_context=False):
     evaluator.reset()
     for start in range(0, len(dicts), 3):  # batches of 3, queries and gallery mixed
         batch = dicts[start : start + 3]
-        evaluator.process(batch, [_outputs(d) for d in batch])
+        evaluator.process(batch, [_outputs(d, with_context) for d in batch])
     return evaluator.evaluate()
 
 
@@ -150,6 +166,86 @@ def test_evaluate_saved_reproduces_and_rethresholds(dataset, tmp_path):
     assert tool.main([path, "--dataset", dataset]) == res
 
 
+def test_cbgm_saved_with_contexts_and_reevaluated(dataset, tmp_path):
+    cbgm = CBGMParams(k1=2, k2=2)
+    ev = PersonSearchEvaluator(dataset, det_thresh=0.2, output_dir=str(tmp_path), cbgm=cbgm)
+    res = _run(ev, _dicts(), with_context=True)
+    # Query 0 (all): f1 holds the person (.875) and the stranger (.875). Context [query,
+    # stranger]: weights [[.875, .875], [.75, 1]] -> query<->person, stranger<->stranger: the
+    # person gets max(.875, 1) = 1. Ranking 1T .875N .5N .25T 0N -> (1 + 2/4) / 2 = 3/4
+    # (1/2 without CBGM). Query 1: its context is its box alone: 1.0N .875N .875N .25N 0T -> 1/5.
+    assert res["search"]["all/mAP"] == pytest.approx(100 * (3 / 4 + 1 / 5) / 2)
+    assert res["search"]["all/top1"] == pytest.approx(50.0)
+    # cross-camera: query 0 searches f2, f3 only (no f1): unchanged, 1/2; query 1: 1/4.
+    assert res["search"]["cross/mAP"] == pytest.approx(100 * (1 / 2 + 1 / 4) / 2)
+    path = str(tmp_path / "search_results.pth")
+    saved = load_search_results(path)
+    assert saved.settings["cbgm_k1"] == 2 and saved.settings["cbgm_k2"] == 2
+    np.testing.assert_array_equal(saved.query_contexts.offsets, [0, 2, 3])
+    np.testing.assert_array_equal(saved.query_contexts.scores, np.float32([1.0, 0.9, 1.0]))
+    results, per_variant = compute_person_search_metrics(
+        saved.protocol,
+        saved.ground_truth,
+        saved.detections,
+        saved.query_embeddings,
+        det_thresh=0.2,
+        variants=[saved.protocol.variant(n) for n in ("all", "cross")],
+        cbgm=cbgm,
+        contexts=saved.query_contexts,
+    )
+    assert results == res
+    table = format_results_table(
+        results, per_variant, dataset_name=dataset, det_thresh=0.2, cbgm=cbgm
+    )
+    assert "(det_thresh=0.2, CBGM as published by SeqNet, k1=2, k2=2)" in table
+    tool = _tool()
+    assert tool.main([path]) == res  # CBGM as saved: the evaluator's numbers
+    plain = _run(PersonSearchEvaluator(dataset, det_thresh=0.2), _dicts())
+    assert tool.main([path, "--no-cbgm"]) == plain
+    assert plain["search"]["all/mAP"] == pytest.approx(100 * (1 / 2 + 1 / 5) / 2)
+    with pytest.raises(ValueError, match="k2=3 context nodes asked for.*keeps 2 per query"):
+        tool.main([path, "--k2", "3"])
+    # A file saved without contexts cannot be re-evaluated with CBGM.
+    _run(PersonSearchEvaluator(dataset, det_thresh=0.2, output_dir=str(tmp_path)), _dicts())
+    with pytest.raises(ValueError, match="CBGM needs the query contexts"):
+        tool.main([path, "--cbgm"])
+    # Contexts for some queries only.
+    ev = PersonSearchEvaluator(dataset, det_thresh=0.2)
+    ev.reset()
+    for d in _dicts():
+        ev.process([d], [_outputs(d, with_context=d.get("query_index") == 0)])
+    with pytest.raises(
+        ValueError, match=r"no query_context for 1 of 2 queries \(e.g. query_index \[1\]"
+    ):
+        ev.evaluate()
+    # CBGM on, but the model returns no contexts: stops at the first query.
+    with pytest.raises(KeyError, match="CBGM is on but the model output has no 'query_context'"):
+        _run(PersonSearchEvaluator(dataset, det_thresh=0.2, cbgm=cbgm), _dicts())
+
+
+def test_version_1_files_are_read_without_contexts(dataset, tmp_path):
+    """A file written before query contexts were saved (version 1) still re-evaluates."""
+    cbgm = CBGMParams(k1=2, k2=2)
+    ev = PersonSearchEvaluator(dataset, det_thresh=0.2, output_dir=str(tmp_path), cbgm=cbgm)
+    _run(ev, _dicts(), with_context=True)
+    path = tmp_path / "search_results.pth"
+    payload = torch.load(path, weights_only=True)
+    del payload["query_contexts"]
+    payload["version"] = 1
+    old = tmp_path / "v1.pth"
+    torch.save(payload, old)
+    assert load_search_results(str(old)).query_contexts is None
+    tool = _tool()
+    with pytest.raises(ValueError, match=r"does not hold.*\(--no-cbgm\)"):
+        tool.main([str(old)])  # saved with CBGM: asked again by default
+    plain = _run(PersonSearchEvaluator(dataset, det_thresh=0.2), _dicts())
+    assert tool.main([str(old), "--no-cbgm"]) == plain
+    payload["version"] = 3
+    torch.save(payload, old)
+    with pytest.raises(ValueError, match="version 3 is not supported.*versions 1, 2"):
+        load_search_results(str(old))
+
+
 def test_results_file_errors(tmp_path):
     tool = _tool()
     with pytest.raises(FileNotFoundError, match="not found"):
@@ -185,7 +281,7 @@ def test_from_config(dataset, tmp_path):
     cfg.TEST.PERSON_SEARCH.SAVE_RESULTS = False
     cfg.TEST.PERSON_SEARCH.CBGM.ENABLED = True
     ev = PersonSearchEvaluator(cfg, dataset, str(tmp_path))
-    res = _run(ev, _dicts())
+    res = _run(ev, _dicts(), with_context=True)
     assert set(res["search"]) == {"mAP", "top1", "top5", "top10"} | {
         f"all/{k}" for k in ("mAP", "top1", "top5", "top10")
     }

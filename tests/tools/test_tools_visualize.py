@@ -1,5 +1,6 @@
-"""tools/visualize_search.py and person_search.utils.search_visualizer: the ranking drawn, which
-matches are marked correct (the evaluation's rule), the pictures, and the errors."""
+"""tools/visualize_search.py and person_search.visualization.search_visualizer: the ranking
+drawn (the evaluation's, CBGM included), which matches are marked correct, the pictures, and the
+errors."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ import torch
 from tools_testutils import REPO
 
 from person_search.engine import Trainer, load_config
+from person_search.evaluation.cbgm import CBGMParams
 from person_search.evaluation.person_search_evaluator import load_protocol_and_ground_truth
 from person_search.evaluation.saved_results import load_search_results, save_search_results
 from person_search.evaluation.search_metrics import GalleryDetections, evaluate_search
-from person_search.utils.search_visualizer import (
+from person_search.visualization.search_visualizer import (
     CORRECT_COLOR,
     FRAME,
     PANEL_HEIGHT,
@@ -115,17 +117,49 @@ def saved_case(tiny_cuhk, tmp_path):
     queries = np.tile(E1, (len(protocol.queries), 1))
     queries[q] = E0
     path = str(tmp_path / "search_results.pth")
+    save = {
+        "dataset_name": DATASET,
+        "protocol": protocol,
+        "variants": [variant],
+        "ground_truth": gt,
+        "detections": detections,
+        "query_embeddings": queries,
+    }
     save_search_results(
-        path,
-        dataset_name=DATASET,
-        protocol=protocol,
-        variants=[variant],
-        ground_truth=gt,
-        detections=detections,
-        query_embeddings=queries,
-        settings={"det_thresh": 0.5, "cbgm_k1": None, "cbgm_k2": None},
+        path, **save, settings={"det_thresh": 0.5, "cbgm_k1": None, "cbgm_k2": None}
     )
-    return {"path": path, "query": q, "p0": p0, "p1": p1, "n0": n0}
+    # The same results evaluated with CBGM (k1 = 3, k2 = 2): query q's context is its box and a
+    # person looking like every other gallery person (E1); other queries' is their box alone.
+    contexts = GalleryDetections.from_per_image(
+        [
+            (np.zeros((1 + (i == q), 4)), np.ones(1 + (i == q)), np.stack([e, E1][: 1 + (i == q)]))
+            for i, e in enumerate(queries)
+        ],
+        embedding_dim=DIM,
+    )
+    cbgm_path = str(tmp_path / "search_results_cbgm.pth")
+    save_search_results(
+        cbgm_path,
+        **save,
+        settings={"det_thresh": 0.5, "cbgm_k1": 3, "cbgm_k2": 2},
+        query_contexts=contexts,
+    )
+    return {"path": path, "cbgm_path": cbgm_path, "query": q, "p0": p0, "p1": p1, "n0": n0}
+
+
+def _evaluation(saved, query: int, cbgm: CBGMParams | None = None):
+    """The evaluator's per-query results of the default variant, and the query's row."""
+    variant = saved.protocol.variant(saved.protocol.default_variant)
+    res = evaluate_search(
+        saved.protocol,
+        saved.detections,
+        saved.query_embeddings,
+        det_thresh=0.5,
+        variants=[variant],
+        cbgm=cbgm,
+        contexts=saved.query_contexts,
+    )[variant.name]
+    return res, int(np.flatnonzero(variant.query_indices == query)[0])
 
 
 def test_ranking_and_verdicts_follow_the_evaluation(saved_case):
@@ -140,14 +174,7 @@ def test_ranking_and_verdicts_follow_the_evaluation(saved_case):
 
     # The evaluator, independently: a top-1 hit; true positives at similarity 1.0 (rank 1),
     # 0.8 (rank 5) and 0 in the other positive images (tied with all n searched detections).
-    res = evaluate_search(
-        saved.protocol,
-        saved.detections,
-        saved.query_embeddings,
-        det_thresh=0.5,
-        variants=[variant],
-    )[variant.name]
-    row = int(np.flatnonzero(variant.query_indices == saved_case["query"])[0])
+    res, row = _evaluation(saved, saved_case["query"])
     positives = np.unique(np.asarray(variant.positives[row][0]))
     assert res.topk_hits[row, 0]
     assert res.count_tp[row] == res.count_gt[row] == len(positives)
@@ -156,6 +183,40 @@ def test_ranking_and_verdicts_follow_the_evaluation(saved_case):
     rest = len(positives) - 2
     expected_ap = (1 / 1 + 2 / 5 + rest * len(positives) / n) / len(positives)
     assert res.average_precision[row] == pytest.approx(expected_ap)
+
+
+def test_cbgm_ranking_is_drawn_as_evaluated(saved_case, tmp_path):
+    """A results file evaluated with CBGM is drawn with CBGM (unless told otherwise)."""
+    saved = load_search_results(saved_case["cbgm_path"])
+    q, p0, p1, n0 = (saved_case[k] for k in ("query", "p0", "p1", "n0"))
+    (record,) = visualize_saved_results(
+        saved, dataset_image_paths(DATASET), str(tmp_path / "vis"), [q], top_k=5
+    )
+    # The 3 most similar detections (P0 1.0, P0 .97, P1 .95) select P0 and P1. Context
+    # [query, E1]: in P0 the query keeps the person (1 + 1 beats any other pair): max 1,
+    # unchanged; in P1 the query takes the far box (.95 + 1 beats .8 + 1): it gets max(.95, 1)
+    # = 1, tied with P0's person, and ties are drawn negatives first; N0 (.9) is not re-scored.
+    matches = record.matches
+    assert [m.gallery_index for m in matches] == [p1, p0, p0, n0, p1]
+    np.testing.assert_allclose([m.similarity for m in matches], [1.0, 1.0, 0.97, 0.9, 0.8], 1e-5)
+    assert [m.correct for m in matches] == [False, True, False, False, True]
+    # The evaluation with the same CBGM: a negative ties the best true positive: top-1 miss,
+    # as the first panel shows.
+    res, row = _evaluation(saved, q, cbgm=CBGMParams(k1=3, k2=2))
+    assert res.topk_hits[row].tolist() == [False, True, True]
+    # --no-cbgm draws the plain ranking.
+    (plain,) = visualize_saved_results(
+        saved, dataset_image_paths(DATASET), str(tmp_path / "plain"), [q], top_k=5, cbgm=False
+    )
+    assert [m.gallery_index for m in plain.matches] == [p0, p0, p1, n0, p1]
+    with pytest.raises(ValueError, match="CBGM needs the query contexts"):
+        visualize_saved_results(
+            load_search_results(saved_case["path"]),
+            dataset_image_paths(DATASET),
+            str(tmp_path / "none"),
+            [q],
+            cbgm=True,
+        )
 
 
 def _near(pixels: np.ndarray, color, tol: int = 25) -> np.ndarray:
@@ -306,3 +367,29 @@ def test_corrupt_gallery_image_is_named(saved_case, tmp_path):
             saved, image_root_paths(str(image_root)), str(tmp_path / "out"), [0]
         )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))
+
+
+@pytest.mark.slow
+def test_model_cbgm_evaluation_is_reproduced_from_the_saved_file(tiny_cuhk, tmp_path):
+    """A model run with CBGM on: the evaluator's numbers come back from the saved file alone
+    (that CBGM changes them is shown on hand-built outputs in tests/ps_eval)."""
+    config = str(REPO / "configs" / "oim" / "oim_toy_cuhk_sysu.yaml")
+    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.PERSON_SEARCH.DET_THRESH", "0.05"]
+    opts += ["TEST.PERSON_SEARCH.CBGM.ENABLED", "True", "TEST.PERSON_SEARCH.CBGM.K1", "4"]
+    cfg = load_config(config, opts)
+    torch.manual_seed(0)
+    model = Trainer.build_model(cfg)
+    out_dir = str(tmp_path / "inference")
+    results = Trainer.test(cfg, model, evaluators=[Trainer.build_evaluator(cfg, DATASET, out_dir)])
+    path = os.path.join(out_dir, "search_results.pth")
+    saved = load_search_results(path)
+    contexts = saved.query_contexts
+    assert contexts.num_images == len(saved.protocol.queries)
+    assert (contexts.scores[contexts.offsets[:-1]] == 1.0).all()  # the query box first
+    assert np.diff(contexts.offsets).max() == 3  # K2 rows at most
+    spec = importlib.util.spec_from_file_location(
+        "evaluate_saved", TOOL.parent / "evaluate_saved.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([path]) == results  # (Trainer.test unwraps a single dataset)

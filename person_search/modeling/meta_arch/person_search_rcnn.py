@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.modeling.postprocessing import detector_postprocess
-from detectron2.structures import Boxes, ImageList
+from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 
 __all__ = ["PersonSearchRCNN"]
@@ -52,9 +53,31 @@ class PersonSearchRCNN(GeneralizedRCNN):
 
     Outputs at inference, one dict per input: a scene image gives ``{"instances":
     Instances(pred_boxes (original coordinates), scores, pred_classes, embeddings (M, D))}``,
-    a query gives ``{"query_embeddings": (1, D)}`` computed from its given box. Both kinds
-    can share one batch: the backbone runs once on all images.
+    a query gives ``{"query_embeddings": (1, D)}`` computed from its given box and, when
+    ``query_context_size > 0`` (CBGM on), ``"query_context"``: see :meth:`query_context`.
+    Both kinds can share one batch: the backbone runs once on all images.
     """
+
+    @configurable
+    def __init__(self, *, query_context_size: int = 0, **kwargs):
+        """
+        Args:
+            query_context_size: rows of the CBGM context returned for each query (k2, the query
+                box included); 0 = no context.
+            kwargs: ``GeneralizedRCNN`` arguments.
+        """
+        super().__init__(**kwargs)
+        if query_context_size < 0:
+            raise ValueError(f"query_context_size must be >= 0, got {query_context_size}")
+        self.query_context_size = query_context_size
+
+    @classmethod
+    def from_config(cls, cfg):
+        ret = super().from_config(cfg)
+        # The CBGM keys configure the evaluator too, so model and evaluator cannot disagree.
+        cbgm = cfg.TEST.PERSON_SEARCH.CBGM
+        ret["query_context_size"] = int(cbgm.K2) if cbgm.ENABLED else 0
+        return ret
 
     def extract_features(
         self, images: ImageList, batched_inputs: list[dict]
@@ -127,19 +150,63 @@ class PersonSearchRCNN(GeneralizedRCNN):
             results, _ = self.roi_heads(
                 sub_images, sub_features, proposals, None, extra_features=sub_extra
             )
-            for i, result, size in zip(scene_idx, results, sub_images.image_sizes):
-                if do_postprocess:
-                    height = batched_inputs[i].get("height", size[0])
-                    width = batched_inputs[i].get("width", size[1])
-                    result = detector_postprocess(result, height, width)
-                outputs[i]["instances"] = result
+            for i, result in zip(scene_idx, results):
+                outputs[i]["instances"] = _postprocess(result, batched_inputs[i], do_postprocess)
         if query_idx:
-            _, sub_features, sub_extra = _select(images, features, extra, query_idx)
+            sub_images, sub_features, sub_extra = _select(images, features, extra, query_idx)
             boxes = [self._query_boxes(batched_inputs[i]) for i in query_idx]
             embeddings = self.roi_heads.embed_boxes(sub_features, boxes, sub_extra)
             for i, emb in zip(query_idx, embeddings):
                 outputs[i]["query_embeddings"] = emb
+            if self.query_context_size > 0:
+                contexts = self.query_context(
+                    sub_images, sub_features, boxes, embeddings, sub_extra
+                )
+                for i, ctx in zip(query_idx, contexts):
+                    outputs[i]["query_context"] = _postprocess(
+                        ctx, batched_inputs[i], do_postprocess
+                    )
         return outputs
+
+    def query_context(
+        self,
+        images: ImageList,
+        features: dict[str, torch.Tensor],
+        query_boxes: list[Boxes],
+        query_embeddings: list[torch.Tensor],
+        extra_features: dict[str, Any] | None = None,
+    ) -> list[Instances]:
+        """CBGM context of query images (SeqNet's query-image pass, :mod:`person_search.
+        evaluation.cbgm`): the model's detections with the query box forced into the RoI
+        heads' final NMS as a score-1 detection, which survives and removes the detections
+        overlapping it.
+
+        Args:
+            images, features: the query images and their backbone features.
+            query_boxes: per image, Boxes (1, 4) in the coordinates of its ``image`` tensor.
+            query_embeddings: per image, (1, D) the query box's embedding.
+            extra_features: the extra features of these images (:meth:`extract_features`).
+        Returns:
+            per image, Instances(pred_boxes, scores, pred_classes, embeddings (k, D)) in the
+            resized image coordinates, k <= ``query_context_size``: the query box (score 1)
+            first, then the other detections by decreasing score.
+        """
+        bad = [len(b) for b in query_boxes if len(b) != 1]
+        if bad:
+            raise ValueError(f"a CBGM query context needs one query box per image, got {bad[0]}")
+        forced = []
+        for size, boxes, emb in zip(images.image_sizes, query_boxes, query_embeddings):
+            forced.append(Instances(size, pred_boxes=boxes, embeddings=emb))
+        proposals, _ = self.proposal_generator(images, features, None)
+        results, _ = self.roi_heads(
+            images,
+            features,
+            proposals,
+            None,
+            extra_features=extra_features,
+            forced_detections=forced,
+        )
+        return [r[: self.query_context_size] for r in results]
 
     @torch.no_grad()
     def embed_boxes(self, batched_inputs: list[dict], boxes: list[Boxes]) -> list[torch.Tensor]:
@@ -167,3 +234,12 @@ class PersonSearchRCNN(GeneralizedRCNN):
         if len(boxes) == 0:
             raise ValueError(f"query input {x.get('image_id', '?')!r} has an empty query_boxes")
         return boxes.to(self.device)
+
+
+def _postprocess(result: Instances, inp: dict, do_postprocess: bool) -> Instances:
+    """``result`` rescaled to the input's original ``height`` x ``width`` (when asked)."""
+    if not do_postprocess:
+        return result
+    height = inp.get("height", result.image_size[0])
+    width = inp.get("width", result.image_size[1])
+    return detector_postprocess(result, height, width)

@@ -83,18 +83,31 @@ class HOIMROIHeads(OIMROIHeads):
         memory, and the kept proposal indices (see :meth:`OIMROIHeads.forward_box`).
 
         Override for another box loss (IIDFC's IRR: SmoothL1 + CIoU)."""
-        deltas = self.box_predictor(pooled)
         if self.training:
+            deltas = self.box_predictor(pooled)
             return {"loss_box_reg": self.box_predictor.losses(deltas, proposals, self.num_classes)}
+        return super().forward_box(pooled, proposals)
+
+    def box_candidates(
+        self, pooled: torch.Tensor, proposals: list[Instances]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Regressed boxes (R_i, 4) and (person p_f, background 1 - p_f) scores (R_i, 2), p_f
+        of each proposal's embedding against the HOIM memory."""
         counts = [len(p) for p in proposals]
         proposal_boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])
         transform = self.box_predictor.box2box_transform
-        boxes = transform.apply_deltas(deltas, proposal_boxes).split(counts)
+        boxes = transform.apply_deltas(self.box_predictor(pooled), proposal_boxes).split(counts)
         p_f = self.reid_loss.person_scores(self.embedding_head(pooled))
         scores = torch.stack([p_f, 1.0 - p_f], dim=1).split(counts)  # (person, background)
+        return list(boxes), list(scores)
+
+    def final_nms(
+        self, boxes: list[torch.Tensor], scores: list[torch.Tensor], proposals: list[Instances]
+    ) -> tuple[list[Instances], list[torch.Tensor]]:
+        """Score threshold on p_f -> NMS -> top-k (same keys as OIM's)."""
         return fast_rcnn_inference(
-            list(boxes),
-            list(scores),
+            boxes,
+            scores,
             [p.image_size for p in proposals],
             self.test_score_thresh,
             self.test_nms_thresh,

@@ -31,7 +31,7 @@ import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
-from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, fast_rcnn_inference
 from detectron2.modeling.roi_heads.mask_head import build_mask_head
 from detectron2.modeling.roi_heads.roi_heads import Res5ROIHeads, select_foreground_proposals
 from detectron2.structures import Boxes, ImageList, Instances
@@ -43,6 +43,7 @@ from ..backbone.head_stage import build_roi_head_stage
 from ..losses.build import build_reid_loss
 from .box_utils import proposal_person_ids
 from .embedding_head import EmbeddingHead
+from .forced_detections import append_forced, finish_forced
 
 __all__ = ["Extra", "FeatureMaps", "OIMROIHeads", "PerImage", "resolve_num_person_ids"]
 
@@ -225,10 +226,55 @@ class OIMROIHeads(Res5ROIHeads):
 
         Override for another box loss or classifier (IIDFC's CIoU regression loss).
         """
-        predictions = self.box_predictor(pooled)
         if self.training:
-            return self.box_predictor.losses(predictions, proposals)
-        return self.box_predictor.inference(predictions, proposals)
+            return self.box_predictor.losses(self.box_predictor(pooled), proposals)
+        boxes, scores = self.box_candidates(pooled, proposals)
+        return self.final_nms(boxes, scores, proposals)
+
+    def box_candidates(
+        self, pooled: torch.Tensor, proposals: PerImage
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Inference: per image, the candidates of the final NMS, regressed boxes (R_i, 4K) and
+        class probabilities (R_i, K + 1), background last (Detectron2's layout). Override with
+        another box branch (HOIM: p_f of the embedding as the person score)."""
+        predictions = self.box_predictor(pooled)
+        return (
+            list(self.box_predictor.predict_boxes(predictions, proposals)),
+            list(self.box_predictor.predict_probs(predictions, proposals)),
+        )
+
+    def final_nms(
+        self, boxes: list[torch.Tensor], scores: list[torch.Tensor], proposals: PerImage
+    ) -> tuple[PerImage, list[torch.Tensor]]:
+        """Score threshold -> NMS -> top-k (``MODEL.ROI_HEADS.SCORE_THRESH_TEST``,
+        ``NMS_THRESH_TEST``, ``TEST.DETECTIONS_PER_IMAGE``): per image the detections and the
+        indices of the candidates they came from (Detectron2's ``fast_rcnn_inference``)."""
+        predictor = self.box_predictor
+        return fast_rcnn_inference(
+            boxes,
+            scores,
+            [p.image_size for p in proposals],
+            predictor.test_score_thresh,
+            predictor.test_nms_thresh,
+            predictor.test_topk_per_image,
+        )
+
+    def forward_context(
+        self, pooled: torch.Tensor, proposals: PerImage, forced: PerImage
+    ) -> PerImage:
+        """Inference with ``forced`` detections appended to each image's final-NMS candidates
+        (score 1, their own embeddings; :mod:`.forced_detections`): the CBGM context of query
+        images. The other survivors are embedded by ``embedding_head``."""
+        boxes, scores = self.box_candidates(pooled, proposals)
+        extended = [append_forced(b, s, f) for b, s, f in zip(boxes, scores, forced)]
+        detections, kept = self.final_nms(
+            [b for b, _ in extended], [s for _, s in extended], proposals
+        )
+        per_image = pooled.split([len(p) for p in proposals])
+        return [
+            finish_forced(inst, k, len(p), f, lambda rows, x=x: self.embedding_head(x[rows]))
+            for inst, k, p, f, x in zip(detections, kept, proposals, forced, per_image)
+        ]
 
     def forward_reid(
         self,
@@ -317,15 +363,25 @@ class OIMROIHeads(Res5ROIHeads):
         proposals: list[Instances],
         targets: list[Instances] | None = None,
         extra_features: Extra | None = None,
+        *,
+        forced_detections: PerImage | None = None,
     ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
         """Detectron2's ``ROIHeads.forward``: training ``([], forward_train(...))``, inference
-        ``(forward_inference(...), {})``; ``extra_features`` default to {}."""
+        ``(forward_inference(...), {})``; ``extra_features`` default to {}.
+
+        ``forced_detections`` (inference only; per image ``pred_boxes`` (F, 4) and
+        ``embeddings`` (F, D)) enter the final NMS as score-1 detections: the CBGM query
+        context (:mod:`.forced_detections`)."""
         del images
         extra_features = extra_features or {}
         if not self.training:
-            return self.forward_inference(features, proposals, extra_features), {}
+            return self.forward_inference(
+                features, proposals, extra_features, forced_detections=forced_detections
+            ), {}
         if targets is None:
             raise ValueError(f"{type(self).__name__} needs targets in training")
+        if forced_detections is not None:
+            raise ValueError("forced_detections are an inference input")
         return [], self.forward_train(features, proposals, targets, extra_features)
 
     def forward_train(
@@ -347,15 +403,22 @@ class OIMROIHeads(Res5ROIHeads):
         return losses
 
     def forward_inference(
-        self, features: FeatureMaps, proposals: PerImage, extra_features: Extra
+        self,
+        features: FeatureMaps,
+        proposals: PerImage,
+        extra_features: Extra,
+        forced_detections: PerImage | None = None,
     ) -> PerImage:
         """Per image ``Instances(pred_boxes, scores, pred_classes, embeddings (K, D)
-        [, pred_masks])`` in the resized image coordinates."""
+        [, pred_masks])`` in the resized image coordinates; with ``forced_detections``, the
+        CBGM query context (:meth:`forward_context`)."""
         boxes = [p.proposal_boxes for p in proposals]
         roi_features, _ = self.transform_roi_features(
             self.roi_features(features, boxes), boxes, extra_features
         )
         pooled = self.pool(roi_features)
+        if forced_detections is not None:
+            return self.forward_context(pooled, proposals, forced_detections)
         detections, kept = self.forward_box(pooled, proposals)
         detections = self.forward_reid(pooled, proposals, detections, kept)
         return self.forward_mask(None, detections, features, extra_features)

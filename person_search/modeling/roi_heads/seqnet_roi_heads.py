@@ -49,6 +49,7 @@ from .box_utils import (
     pool_roi_maps,
     proposal_person_ids,
 )
+from .forced_detections import append_forced, finish_forced
 from .norm_aware_embedding import NormAwareEmbedding
 from .oim_roi_heads import Extra, FeatureMaps, OIMROIHeads, PerImage
 
@@ -282,10 +283,16 @@ class SeqNetROIHeads(OIMROIHeads):
         return losses
 
     def forward_inference(
-        self, features: FeatureMaps, proposals: PerImage, extra_features: Extra
+        self,
+        features: FeatureMaps,
+        proposals: PerImage,
+        extra_features: Extra,
+        forced_detections: PerImage | None = None,
     ) -> PerImage:
         """Per image ``Instances(pred_boxes, scores, pred_classes, embeddings (K, D))`` in the
-        resized image coordinates (see the module docstring)."""
+        resized image coordinates (see the module docstring). ``forced_detections`` (the CBGM
+        query context) enter the NMS on the refined boxes as score-1 detections, after the
+        score threshold, where SeqNet adds the query box (:mod:`.forced_detections`)."""
         predictions, refined = self.first_head(features, proposals)
         probs = self.box_predictor.predict_probs(predictions, proposals)
         image_sizes = [p.image_size for p in proposals]
@@ -301,29 +308,37 @@ class SeqNetROIHeads(OIMROIHeads):
         embeddings, logits, deltas, _ = self.second_head(features, boxes, extra_features)
         transform = self.box_predictor.box2box_transform
         counts = [len(b) for b in boxes]
+        forced = forced_detections if forced_detections is not None else [None] * len(first)
         results = []
-        for f, emb, logit, delta, size in zip(
+        for f, emb, logit, delta, size, forced_i in zip(
             first,
             embeddings.split(counts),
             logits.split(counts),
             deltas.split(counts),
             image_sizes,
+            forced,
         ):
             refined_boxes = Boxes(transform.apply_deltas(delta, f.pred_boxes.tensor))
             refined_boxes.clip(size)
             scores = f.scores if self.final_score == "first" else torch.sigmoid(logit)
             keep = torch.nonzero(scores > self.test_score_thresh).squeeze(1)
+            candidates, candidate_scores = refined_boxes.tensor[keep], scores[keep]
+            if forced_i is not None:
+                candidates, candidate_scores = append_forced(candidates, candidate_scores, forced_i)
             nms_keep = batched_nms(
-                refined_boxes.tensor[keep],
-                scores[keep],
-                torch.zeros_like(keep),
+                candidates,
+                candidate_scores,
+                torch.zeros_like(candidate_scores, dtype=torch.long),
                 self.second_nms_thresh,
             )
-            keep = keep[nms_keep[: self.test_topk] if self.test_topk >= 0 else nms_keep]
+            nms_keep = nms_keep[: self.test_topk] if self.test_topk >= 0 else nms_keep
             result = Instances(size)
-            result.pred_boxes = refined_boxes[keep]
-            result.scores = scores[keep]
-            result.pred_classes = torch.zeros_like(keep)
-            result.embeddings = emb[keep]
+            result.pred_boxes = Boxes(candidates[nms_keep])
+            result.scores = candidate_scores[nms_keep]
+            result.pred_classes = torch.zeros_like(nms_keep)
+            if forced_i is None:
+                result.embeddings = emb[keep[nms_keep]]
+            else:
+                finish_forced(result, nms_keep, len(keep), forced_i, lambda r, e=emb[keep]: e[r])
             results.append(result)
         return results

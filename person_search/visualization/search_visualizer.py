@@ -1,12 +1,11 @@
 """Pictures of person-search results: a query and its top-k gallery matches, one image per query.
 
-The ranking is the evaluation's (:mod:`person_search.evaluation.search_metrics`): gallery
-detections with ``score >= det_thresh`` in the images the protocol variant searches for the
-query, ordered by cosine similarity to the query embedding. A match is *correct* when it is the
-evaluation's true positive in its image: the image holds the query person (first ground-truth
-box listed for it) and the match is the most similar detection there with
-``IoU >= min(0.5, w*h / ((w+10)*(h+10)))``. So the first panel is marked correct exactly when
-the evaluation counts a top-1 hit (up to the order among exactly tied similarities).
+The ranking is the evaluation's own (:class:`~person_search.evaluation.search_ranking.
+SearchRanker`, CBGM included when the saved evaluation used it): gallery detections with
+``score >= det_thresh`` in the images the protocol variant searches for the query, ordered by
+(CBGM re-scored) similarity to the query. A match is *correct* when it is the evaluation's true
+positive in its image. Among exactly equal similarities negatives are drawn first, the metrics'
+pessimistic rule, so the first panel is correct exactly when the evaluation counts a top-1 hit.
 
 Drawing uses Detectron2's ``Visualizer``: the query box in blue, each match's box and a caption
 ("#rank sim 0.83 det 0.97") in green (correct) or red (wrong); every panel also gets a frame of
@@ -27,9 +26,9 @@ from detectron2.data import detection_utils as utils
 from detectron2.utils.visualizer import Visualizer
 
 from person_search.data.search_protocol import QueryGalleries
-from person_search.evaluation.array_ops import paired_iou
-from person_search.evaluation.saved_results import SavedSearchResults
-from person_search.evaluation.search_metrics import l2_normalize, search_iou_thresholds
+from person_search.evaluation.cbgm import CBGMParams
+from person_search.evaluation.saved_results import SavedSearchResults, resolve_cbgm
+from person_search.evaluation.search_ranking import SearchRanker
 from person_search.utils.file_io import write_png
 
 __all__ = [
@@ -97,34 +96,40 @@ class QueryVisualization:
     panel_columns: list[tuple[int, int]]
 
 
-def _variant_position(variant: QueryGalleries, query_index: int) -> int:
-    hits = np.flatnonzero(np.asarray(variant.query_indices) == query_index)
-    if len(hits) == 0:
-        raise ValueError(
-            f"query {query_index} is not evaluated in protocol variant {variant.name!r}"
+def _ranker(saved: SavedSearchResults, det_thresh: float, cbgm: CBGMParams | None) -> SearchRanker:
+    return SearchRanker(
+        saved.protocol,
+        saved.detections,
+        saved.query_embeddings,
+        det_thresh=det_thresh,
+        cbgm=cbgm,
+        contexts=saved.query_contexts,
+    )
+
+
+def _matches(
+    ranker: SearchRanker, variant: QueryGalleries, query_index: int, top_k: int
+) -> list[SearchMatch]:
+    ranking = ranker.rank(variant, query_index)
+    dets = ranker.dets
+    return [
+        SearchMatch(
+            rank=r + 1,
+            gallery_index=int(ranker.det_image[d]),
+            image_id=ranker.protocol.gallery_image_ids[int(ranker.det_image[d])],
+            box=dets.boxes[d].copy(),
+            similarity=float(sim),
+            score=float(dets.scores[d]),
+            correct=bool(tp),
         )
-    return int(hits[0])
-
-
-def _searched_images(
-    saved: SavedSearchResults, variant: QueryGalleries, position: int, query_index: int
-) -> np.ndarray:
-    """(G,) bool: the gallery images the variant searches for this query."""
-    protocol = saved.protocol
-    num_images = len(protocol.gallery_image_ids)
-    keep = np.zeros(num_images, dtype=bool)
-    query = protocol.queries[query_index]
-    if variant.galleries is None:
-        keep[:] = True
-        own = [i for i, name in enumerate(protocol.gallery_image_ids) if name == query.image_id]
-        keep[own] = False
-    else:
-        keep[np.asarray(variant.galleries[position], dtype=np.int64)] = True
-    if variant.cross_camera:
-        if query.camera_id < 0:
-            raise ValueError(f"variant {variant.name!r} is cross-camera; query has no camera id")
-        keep &= np.asarray(protocol.gallery_camera_ids) != query.camera_id
-    return keep
+        for r, (d, sim, tp) in enumerate(
+            zip(
+                ranking.detections[:top_k],
+                ranking.similarities[:top_k],
+                ranking.true_positive[:top_k],
+            )
+        )
+    ]
 
 
 def rank_query(
@@ -134,8 +139,9 @@ def rank_query(
     top_k: int,
     det_thresh: float,
     variant: QueryGalleries,
+    cbgm: CBGMParams | None = None,
 ) -> list[SearchMatch]:
-    """The ``top_k`` most similar gallery detections of one query, marked correct or wrong.
+    """The ``top_k`` best-ranked gallery detections of one query, marked correct or wrong.
 
     Args:
         saved: a loaded results file (:func:`~person_search.evaluation.saved_results.
@@ -144,53 +150,17 @@ def rank_query(
         top_k: number of matches returned (fewer when fewer detections are searched).
         det_thresh: detections with ``score >= det_thresh`` are searched.
         variant: the protocol variant whose gallery is searched (must evaluate this query).
+        cbgm: rank with CBGM (needs the file's query contexts); ``None``: plain similarity.
 
     Returns:
-        matches by decreasing similarity (ties: gallery order).
+        matches by decreasing similarity (ties: negatives first, then gallery order).
     """
     num_queries = len(saved.protocol.queries)
     if not 0 <= query_index < num_queries:
         raise ValueError(f"query index {query_index} is out of range [0, {num_queries})")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    position = _variant_position(variant, query_index)
-    keep = _searched_images(saved, variant, position, query_index)
-    dets = saved.detections.above(det_thresh)
-    det_image = dets.image_indices()
-    searched = np.flatnonzero(keep[det_image])
-    query_emb = l2_normalize(saved.query_embeddings[query_index][None])[0]
-    sims = l2_normalize(dets.embeddings[searched]) @ query_emb  # (n,)
-
-    # The evaluation's true positive of each searched image holding the query person.
-    correct = np.zeros(len(searched), dtype=bool)
-    pos_images, pos_boxes = variant.positives[position]
-    pos_images = np.asarray(pos_images, dtype=np.int64).ravel()
-    pos_boxes = np.asarray(pos_boxes, dtype=np.float64).reshape(-1, 4)
-    images, first = np.unique(pos_images, return_index=True)
-    for image, gt_box in zip(images, pos_boxes[first]):
-        if not keep[image]:
-            continue
-        local = np.flatnonzero(det_image[searched] == image)
-        if len(local) == 0:
-            continue
-        iou = paired_iou(dets.boxes[searched[local]], np.repeat(gt_box[None], len(local), 0))
-        ok = local[iou >= search_iou_thresholds(gt_box[None])[0]]
-        if len(ok):
-            correct[ok[np.argmax(sims[ok])]] = True
-
-    order = np.argsort(-sims, kind="stable")[:top_k]
-    return [
-        SearchMatch(
-            rank=r + 1,
-            gallery_index=int(det_image[searched[i]]),
-            image_id=saved.protocol.gallery_image_ids[int(det_image[searched[i]])],
-            box=dets.boxes[searched[i]].copy(),
-            similarity=float(sims[i]),
-            score=float(dets.scores[searched[i]]),
-            correct=bool(correct[i]),
-        )
-        for r, i in enumerate(order)
-    ]
+    return _matches(_ranker(saved, det_thresh, cbgm), variant, query_index, top_k)
 
 
 def _panel(
@@ -288,6 +258,9 @@ def visualize_saved_results(
     top_k: int = 5,
     det_thresh: float | None = None,
     variant: str | None = None,
+    cbgm: bool | None = None,
+    k1: int | None = None,
+    k2: int | None = None,
 ) -> list[QueryVisualization]:
     """Write ``output_dir/query_<index>.png`` for each query (atomically).
 
@@ -299,7 +272,11 @@ def visualize_saved_results(
         top_k: matches per query.
         det_thresh: detection threshold; ``None`` = the one the results were evaluated with.
         variant: protocol variant searched; ``None`` = the protocol's default variant.
+        cbgm, k1, k2: rank with CBGM or not; ``None`` = as the saved evaluation did
+            (:func:`~person_search.evaluation.saved_results.resolve_cbgm`).
     """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
     if det_thresh is None:
         det_thresh = float(saved.settings["det_thresh"])
     if not 0.0 <= det_thresh <= 1.0:
@@ -310,10 +287,11 @@ def visualize_saved_results(
     bad = [q for q in query_indices if not 0 <= q < num_queries]
     if bad:
         raise ValueError(f"query indices {bad} are out of range [0, {num_queries})")
+    ranker = _ranker(saved, det_thresh, resolve_cbgm(saved, cbgm, k1, k2))
     os.makedirs(output_dir, exist_ok=True)
     out = []
     for q in query_indices:
-        matches = rank_query(saved, q, top_k=top_k, det_thresh=det_thresh, variant=built)
+        matches = _matches(ranker, built, q, top_k)
         query = protocol.queries[q]
         picture, columns = draw_query_matches(
             _read_rgb(image_path(query.image_id)),

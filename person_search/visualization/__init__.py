@@ -1,0 +1,5 @@
+"""Pictures of model outputs: person-search rankings (:mod:`.search_visualizer`).
+
+Above :mod:`person_search.evaluation` in the layering: the pictures draw the evaluation's own
+ranking. Not imported by ``import person_search``.
+"""
