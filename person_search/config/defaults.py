@@ -6,6 +6,7 @@ from detectron2.config import get_cfg as _d2_get_cfg
 from .baselines_config import add_baselines_config
 from .data_config import add_data_config
 from .eval_config import add_eval_config
+from .footage_config import add_footage_config
 from .layers_config import add_layers_config
 from .model_config import add_model_config
 from .reid_data_config import add_reid_data_config
@@ -28,6 +29,7 @@ def add_person_search_config(cfg: CN) -> CN:
     add_baselines_config(cfg)
     add_reid_data_config(cfg)
     add_reid_model_config(cfg)
+    add_footage_config(cfg)
     return cfg
 
 
