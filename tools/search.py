@@ -31,6 +31,7 @@ from person_search.footage import (
     load_index_model,
     query_from_entry,
     query_from_image,
+    read_query_image,
     write_search_outputs,
 )
 
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     if args.query_index_entry is not None:
         query = query_from_entry(index, args.query_index_entry)
     else:
+        read_query_image(args.query, args.box)  # bad input fails before the model loads
         query = query_from_image(load_index_model(index, args.opts), args.query, args.box)
     time_range = tuple(args.time_range) if args.time_range else None
     hits = index.search(

@@ -19,6 +19,7 @@ from .search import (
     load_index_model,
     query_from_entry,
     query_from_image,
+    read_query_image,
     write_search_outputs,
 )
 from .sources import FootageSource, FrameTable, discover_sources
@@ -47,5 +48,6 @@ __all__ = [
     "merge_chunks",
     "query_from_entry",
     "query_from_image",
+    "read_query_image",
     "write_search_outputs",
 ]

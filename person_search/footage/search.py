@@ -31,6 +31,7 @@ __all__ = [
     "load_index_model",
     "query_from_entry",
     "query_from_image",
+    "read_query_image",
     "write_search_outputs",
 ]
 
@@ -92,19 +93,29 @@ def check_query_box(box: Sequence[float], height: int, width: int, where: str) -
     return values
 
 
-def query_from_image(model: FootageModel, image_path: str, box: Sequence[float]) -> FootageQuery:
-    """Embed ``box`` of the image file ``image_path`` with ``model``."""
+def read_query_image(image_path: str, box: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The query image as (H, W, 3) uint8 RGB and ``box`` checked against it
+    (:func:`check_query_box`): call it before loading a model to fail fast on bad input."""
     if not os.path.isfile(image_path):
         raise FileNotFoundError(f"query image not found: {image_path}")
     try:
-        image = utils.read_image(image_path, format=model.image_format)
+        image = utils.read_image(image_path, format="RGB")
     except (OSError, ValueError, SyntaxError) as e:
         raise ValueError(f"cannot read the query image {image_path}: {e}") from e
-    checked = check_query_box(box, image.shape[0], image.shape[1], f"the query image {image_path}")
+    where = f"the query image {image_path}"
+    return image, check_query_box(box, image.shape[0], image.shape[1], where)
+
+
+def query_from_image(model: FootageModel, image_path: str, box: Sequence[float]) -> FootageQuery:
+    """Embed ``box`` of the image file ``image_path`` with ``model`` (the image read as the
+    test mapper reads it)."""
+    image, checked = read_query_image(image_path, box)
     return FootageQuery(
-        image=utils.read_image(image_path, format="RGB"),
+        image=image,
         box=checked,
-        embedding=model.embed_query(image, checked),
+        embedding=model.embed_query(
+            utils.read_image(image_path, format=model.image_format), checked
+        ),
         description={"image": os.path.abspath(image_path), "box": checked.tolist()},
     )
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from person_search.engine import load_config
+from person_search.footage import indexer
 
 REPO = Path(__file__).resolve().parents[2]
 OIM_TOY_CONFIG = REPO / "configs" / "oim" / "oim_toy_cuhk_sysu.yaml"
@@ -90,3 +91,22 @@ def write_toy_video(path: str | Path, image_files: Sequence[str | Path], fps: fl
         frame[: image.shape[0], : image.shape[1]] = image
         frames.append(frame)
     write_video(path, frames, fps)
+
+
+def interrupt_after_chunks(monkeypatch, model, chunks: int) -> None:
+    """Make the model raise KeyboardInterrupt once ``chunks`` chunk files have been written (in
+    the middle of the next chunk's first batch)."""
+    written = {"n": 0}
+    real_write, real_detect = indexer.write_chunk, model.detect
+
+    def write_chunk(*args, **kwargs):
+        real_write(*args, **kwargs)
+        written["n"] += 1
+
+    def detect(inputs, score_thresh):
+        if written["n"] >= chunks:
+            raise KeyboardInterrupt
+        return real_detect(inputs, score_thresh)
+
+    monkeypatch.setattr(indexer, "write_chunk", write_chunk)
+    monkeypatch.setattr(model, "detect", detect)

@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from footage_testutils import tiny_cfg, write_toy_video
+from footage_testutils import interrupt_after_chunks, tiny_cfg, write_toy_video
 
 from person_search.footage import (
     FootageIndex,
     IndexFormatError,
     ModelMismatchError,
     index_footage,
-    indexer,
 )
 from person_search.footage.frames import read_frame
 from person_search.footage.index_format import CHUNK_DIR, INDEX_FILE, chunk_path
@@ -51,25 +50,6 @@ def _index(out, footage, model, weights, **kwargs):
         show_progress=False,
         **kwargs,
     )
-
-
-def interrupt_after_chunks(monkeypatch, model, chunks: int) -> None:
-    """Make the model raise KeyboardInterrupt once ``chunks`` chunk files have been written (in
-    the middle of the next chunk's first batch)."""
-    written = {"n": 0}
-    real_write, real_detect = indexer.write_chunk, model.detect
-
-    def write_chunk(*args, **kwargs):
-        real_write(*args, **kwargs)
-        written["n"] += 1
-
-    def detect(inputs, score_thresh):
-        if written["n"] >= chunks:
-            raise KeyboardInterrupt
-        return real_detect(inputs, score_thresh)
-
-    monkeypatch.setattr(indexer, "write_chunk", write_chunk)
-    monkeypatch.setattr(model, "detect", detect)
 
 
 def test_index_stores_each_frames_detections(
