@@ -14,7 +14,10 @@ and to any frame after a decoding failure, and otherwise moves forward frame by 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -23,7 +26,9 @@ from PIL import Image
 
 from .sources import FootageSource
 
-__all__ = ["VideoReader", "convert_bgr", "frame_time", "iter_frames", "read_frame"]
+__all__ = ["VideoReader", "convert_bgr", "frame_time", "iter_frames", "prefetch", "read_frame"]
+
+T = TypeVar("T")
 
 # Errors PIL / Detectron2 raise for a file that is not a readable image.
 _IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -129,3 +134,48 @@ def frame_time(source: FootageSource, frame: int) -> float | None:
         return None
     t = frame / source.fps
     return t if math.isfinite(t) else None
+
+
+def prefetch(items: Iterable[T], size: int) -> Iterator[T]:
+    """Yield ``items`` in order, computed ahead by a background thread (decoding and resizing
+    frames overlaps the model's forward pass; OpenCV, PIL and numpy release the GIL).
+
+    At most ``size`` items wait. An exception raised while computing an item is raised here at
+    that item; closing this generator early stops the thread.
+    """
+    if size < 1:
+        raise ValueError(f"prefetch size must be >= 1, got {size}")
+    waiting: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as e:  # handed to the consumer, raised there
+            put(("error", e))
+
+    thread = threading.Thread(target=work, name="footage-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = waiting.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()

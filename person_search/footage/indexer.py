@@ -19,6 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ from tqdm import tqdm
 
 from person_search.utils.file_io import atomic_write
 
-from .frames import iter_frames
+from .frames import iter_frames, prefetch
 from .index_format import (
     CHUNK_DIR,
     CONFIG_FILE,
@@ -55,6 +56,9 @@ from .sources import FootageSource, FrameTable, discover_sources
 __all__ = ["IndexSettings", "build_manifest", "index_footage", "merge_chunks"]
 
 logger = logging.getLogger(__name__)
+
+# Frames decoded and resized ahead of the model, per chunk.
+PREFETCH = 8
 
 
 @dataclass(frozen=True)
@@ -202,19 +206,20 @@ def _index_chunk(
     frames = iter_frames(
         sources, table.source[start:stop], table.frame[start:stop], model.image_format
     )
-    for frame_id, (image, reason) in zip(range(start, stop), frames):
-        if image is None:
-            source = sources[table.source[frame_id]]
-            skipped.append((frame_id, reason))
-            logger.warning(f"skipped {source.describe(int(table.frame[frame_id]))}: {reason}")
-            progress.update(1)
-            continue
-        inputs, _ = model.to_input(image)
-        if batch and (
-            len(batch) == settings.batch_size or batch[0][1]["image"].shape != inputs["image"].shape
-        ):
-            flush()
-        batch.append((frame_id, inputs))
+    # Decoded and resized by a background thread, PREFETCH frames ahead of the model.
+    mapped = ((None if i is None else model.to_input(i)[0], reason) for i, reason in frames)
+    with closing(prefetch(mapped, PREFETCH)) as ahead:
+        for frame_id, (inputs, reason) in zip(range(start, stop), ahead):
+            if inputs is None:
+                source = sources[table.source[frame_id]]
+                skipped.append((frame_id, reason))
+                logger.warning(f"skipped {source.describe(int(table.frame[frame_id]))}: {reason}")
+                progress.update(1)
+                continue
+            shape = inputs["image"].shape
+            if batch and (len(batch) == settings.batch_size or batch[0][1]["image"].shape != shape):
+                flush()
+            batch.append((frame_id, inputs))
     if batch:
         flush()
     dim = _embedding_dim(model.cfg)

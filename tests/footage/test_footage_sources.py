@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 import cv2
 import numpy as np
 import pytest
 from footage_testutils import gradient_frames, write_video
 
-from person_search.footage.frames import VideoReader, iter_frames, read_frame
+from person_search.footage.frames import VideoReader, iter_frames, prefetch, read_frame
 from person_search.footage.sources import FootageSource, FrameTable, discover_sources
 
 
@@ -153,3 +154,36 @@ def test_video_of_unknown_frame_rate_has_no_times():
     source = FootageSource("video", "/v.avi", "v", fps=0.0, num_frames=3)
     table = FrameTable.from_sources([source])
     assert all(math.isnan(t) for t in table.time)
+
+
+def test_prefetch_keeps_order_raises_at_the_failing_item_and_stops_when_closed():
+    assert list(prefetch(iter(range(50)), 3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in prefetch(failing(), 2):
+            got.append(item)
+    assert got == [1]
+
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    ahead = prefetch(endless(), 2)
+    assert [next(ahead) for _ in range(3)] == [0, 1, 2]
+    ahead.close()  # joins the thread: nothing is produced any more
+    count = len(produced)
+    assert count <= 3 + 2 + 2
+    time.sleep(0.3)
+    assert len(produced) == count
+    with pytest.raises(ValueError, match="prefetch size must be >= 1"):
+        next(prefetch(iter([1]), 0))
