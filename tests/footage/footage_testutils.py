@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from person_search.engine import load_config
 from person_search.footage import indexer
@@ -110,3 +111,12 @@ def interrupt_after_chunks(monkeypatch, model, chunks: int) -> None:
 
     monkeypatch.setattr(indexer, "write_chunk", write_chunk)
     monkeypatch.setattr(model, "detect", detect)
+
+
+def perturbed_weights(weights: str, path: str | Path) -> str:
+    """A copy of the weights file ``weights`` at ``path`` with one tensor changed: another model."""
+    state = torch.load(weights, weights_only=True)
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name] = state["model"][name] + 1.0
+    torch.save(state, path)
+    return str(path)

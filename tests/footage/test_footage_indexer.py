@@ -9,8 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from footage_testutils import interrupt_after_chunks, tiny_cfg, write_toy_video
+from footage_testutils import (
+    interrupt_after_chunks,
+    perturbed_weights,
+    tiny_cfg,
+    write_toy_video,
+)
 
 from person_search.footage import (
     FootageIndex,
@@ -52,6 +56,13 @@ def _index(out, footage, model, weights, **kwargs):
     )
 
 
+def _index_one_chunk(out, footage, model, weights) -> None:
+    """An indexing run interrupted after its first chunk file."""
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        interrupt_after_chunks(patch, model, 1)
+        _index(out, footage, model, weights)
+
+
 def test_index_stores_each_frames_detections(
     footage, trained_model, trained_weights, tmp_path, single_thread
 ):
@@ -91,22 +102,15 @@ def test_complete_index_is_left_alone(
 
 
 def test_resume_with_other_inputs_or_model_is_refused(
-    footage, trained_model, trained_weights, tmp_path, monkeypatch, single_thread
+    footage, trained_model, trained_weights, tmp_path, single_thread
 ):
     out = tmp_path / "idx"
-    interrupt_after_chunks(monkeypatch, trained_model, 1)
-    with pytest.raises(KeyboardInterrupt):
-        _index(out, footage, trained_model, trained_weights)
-    monkeypatch.undo()
+    _index_one_chunk(out, footage, trained_model, trained_weights)
     assert os.listdir(out / CHUNK_DIR) == ["chunk_000000.npz"]
     with pytest.raises(ValueError, match="holds an index of other inputs or settings"):
         _index(out, footage, trained_model, trained_weights, every_n_frames=3)
 
-    state = torch.load(trained_weights, weights_only=True)
-    name = next(k for k, v in state["model"].items() if v.is_floating_point())
-    state["model"][name] = state["model"][name] + 1.0
-    other = tmp_path / "other_model.pth"
-    torch.save(state, other)
+    other = perturbed_weights(trained_weights, tmp_path / "other_model.pth")
     with pytest.raises(ModelMismatchError, match="weights differ") as e:
         _index(out, footage, None, str(other))
     assert trained_weights in str(e.value) and str(other) in str(e.value)
@@ -114,13 +118,10 @@ def test_resume_with_other_inputs_or_model_is_refused(
 
 
 def test_a_truncated_chunk_stops_the_resume(
-    footage, trained_model, trained_weights, tmp_path, monkeypatch, single_thread
+    footage, trained_model, trained_weights, tmp_path, single_thread
 ):
     out = tmp_path / "idx"
-    interrupt_after_chunks(monkeypatch, trained_model, 1)
-    with pytest.raises(KeyboardInterrupt):
-        _index(out, footage, trained_model, trained_weights)
-    monkeypatch.undo()
+    _index_one_chunk(out, footage, trained_model, trained_weights)
     path = chunk_path(str(out), 0)
     data = Path(path).read_bytes()
     with open(path, "wb") as f:

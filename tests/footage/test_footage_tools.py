@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from footage_testutils import OIM_TOY_CONFIG, REPO, TINY_OVERRIDES
+from footage_testutils import OIM_TOY_CONFIG, REPO, TINY_OVERRIDES, perturbed_weights
 
 from person_search.footage import FootageIndex, ModelMismatchError
 
@@ -114,11 +114,7 @@ def test_search_errors_name_the_problem(small_index, tmp_path, single_thread):
     assert not os.path.exists(out)  # nothing written by a failed search
 
     # Another model's weights: an error naming both files.
-    state = torch.load(small_index["weights"], weights_only=True)
-    name = next(k for k, v in state["model"].items() if v.is_floating_point())
-    state["model"][name] = state["model"][name] * 2
-    other = tmp_path / "retrained.pth"
-    torch.save(state, other)
+    other = perturbed_weights(small_index["weights"], tmp_path / "retrained.pth")
     with pytest.raises(ModelMismatchError, match="weights differ") as e:
         SEARCH_TOOL.main(
             ["--index", index, "--query", image, "--box", "1", "1", "20", "40"]
