@@ -3,7 +3,9 @@
 
     python tools/index_gallery.py --config-file configs/oim/oim_R50_prw.yaml --output idx \
         --input footage/ cam3.mp4 --every-n-frames 5 MODEL.WEIGHTS model_final.pth
-    python tools/index_gallery.py ... --num-gpus 4          # one shard of the chunks per GPU
+    python tools/index_gallery.py ... --num-gpus 4          # the chunks shared by 4 processes
+    python tools/index_gallery.py ... --num-gpus 8 --num-machines 2 --machine-rank R \
+        --dist-url tcp://HOST:PORT                          # INDEX_DIR on a shared file system
 
 Folders are searched recursively for images and videos. A frame's camera is its folder's name
 (images) or the video's file name, unless ``--camera PATH=NAME`` names it for an input.

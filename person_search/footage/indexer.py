@@ -137,6 +137,10 @@ def _prepare_folder(index_dir: str, manifest: dict, cfg: CfgNode) -> dict | None
             )
         os.makedirs(os.path.join(index_dir, CHUNK_DIR), exist_ok=True)
         write_json(manifest_file, manifest)
+        cfg = cfg.clone()
+        cfg.defrost()
+        if os.path.isfile(cfg.MODEL.WEIGHTS):  # search may run from another folder
+            cfg.MODEL.WEIGHTS = os.path.abspath(cfg.MODEL.WEIGHTS)
         cfg_text = cfg.dump()
         atomic_write(os.path.join(index_dir, CONFIG_FILE), lambda f: f.write(cfg_text), "w")
         return None
