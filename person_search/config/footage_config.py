@@ -25,8 +25,9 @@ def add_footage_config(cfg: CN) -> None:
     # "FaissIVF" (faiss inverted file, approximate, for very large indexes) or "auto":
     # TorchExact below AUTO_FAISS_MIN detections, FaissExact from it.
     cfg.FOOTAGE.RETRIEVAL.NAME = "auto"
-    # "auto" switches from TorchExact to FaissExact at this many detections.
-    cfg.FOOTAGE.RETRIEVAL.AUTO_FAISS_MIN = 100_000
+    # "auto" switches from TorchExact to FaissExact at this many detections (one CPU thread:
+    # both ~0.3 ms per query at 10k, faiss 5x faster at 100k; benchmarks/bench_search.py).
+    cfg.FOOTAGE.RETRIEVAL.AUTO_FAISS_MIN = 20_000
     # FaissIVF: number of inverted lists (k-means cells); 0 = 4 * sqrt(detections), faiss's
     # rule of thumb.
     cfg.FOOTAGE.RETRIEVAL.IVF_NLIST = 0

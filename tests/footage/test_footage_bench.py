@@ -57,6 +57,6 @@ def test_bench_search_tiny_run(capsys):
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("|"))
     assert [c.strip() for c in header.strip("|").split("|")] == [
-        "detections", "method", "ms/query", "x numpy", "top-k",
+        "detections", "method", "ms/query", "x numpy", "top-k", "build s",
     ]  # fmt: skip
     assert "bytes per detection" in out and "images/s" in out
