@@ -8,6 +8,7 @@ import person_search  # noqa: F401  (compat layer first; registers the datasets 
 import pytest
 import torch
 from detectron2.modeling import build_model
+from detectron2.utils.env import seed_all_rng
 from footage_testutils import (
     OIM_TOY_CONFIG,
     TINY_CUHK_SIZES,
@@ -51,6 +52,7 @@ def trained_weights(tiny_cuhk_root, tmp_path_factory) -> str:
         cfg = load_config(str(OIM_TOY_CONFIG), [*TINY_OVERRIDES, *TRAIN_OVERRIDES])
         cfg.OUTPUT_DIR = str(out)
         cfg.freeze()
+        seed_all_rng(cfg.SEED)  # the data order too: the same model every run
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=False)
         trainer.train()

@@ -14,10 +14,10 @@ from person_search.footage import indexer
 
 REPO = Path(__file__).resolve().parents[2]
 OIM_TOY_CONFIG = REPO / "configs" / "oim" / "oim_toy_cuhk_sysu.yaml"
-# The smallest toy CUHK-SYSU with a gallery-50 protocol (needs >= 51 test images).
+# A small toy CUHK-SYSU with a gallery-50 protocol (needs >= 51 test images) and 6 queries.
 TINY_CUHK_SIZES = {
     "num_train_ids": 4,
-    "num_test_ids": 3,
+    "num_test_ids": 6,
     "num_train_images": 6,
     "num_test_images": 52,
     "num_unlabelled_ids": 3,

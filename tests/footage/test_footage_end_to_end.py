@@ -32,6 +32,7 @@ from person_search.utils.search_visualizer import PANEL_HEIGHT, rank_query
 DATASET = "toy_cuhk_sysu_test"
 THRESH = "0.3"  # detection score threshold of the evaluation and of the index
 FPS = 2.0
+TIE = 4e-3  # similarities closer than this may come in either order (float16 storage)
 
 
 def _load_tool(name: str):
@@ -57,15 +58,20 @@ def _person(saved, image_index: int, box) -> object:
     return pid if pid >= 0 else ("unlabelled", image_index, k)
 
 
-def _query_with_a_person_first(saved, variant):
-    """The first query of ``variant`` whose evaluation top-1 is a person: its position in the
-    variant, its index, its top-2 (SearchMatch) and that person."""
+def _choose_query(saved, variant):
+    """The query whose evaluation top-1 suits the test best: a person when some query's top-1
+    is one (the detector trained for seconds often frames the background), with the widest lead
+    over the evaluation's second. Returns its position in the variant, its index, its top-5
+    (SearchMatch) and the top-1's person (None: not a person)."""
+    best = None
     for position, q in enumerate(variant.query_indices.tolist()):
-        ranked = rank_query(saved, q, top_k=2, det_thresh=float(THRESH), variant=variant)
+        ranked = rank_query(saved, q, top_k=5, det_thresh=float(THRESH), variant=variant)
         person = _person(saved, ranked[0].gallery_index, ranked[0].box)
-        if person is not None:
-            return position, q, ranked, person
-    pytest.fail("no query's evaluation top-1 is a person: train the fixture model longer")
+        lead = ranked[0].similarity - ranked[1].similarity
+        key = (person is not None, lead)
+        if best is None or key > best[0]:
+            best = (key, position, q, ranked, person)
+    return best[1:]
 
 
 def _evaluate(cfg, model: FootageModel, out: str):
@@ -87,8 +93,11 @@ def test_footage_search_finds_the_evaluators_top1(
     saved = _evaluate(cfg, model, str(tmp_path / "eval"))
     protocol = saved.protocol
     variant = protocol.variant(protocol.default_variant)
-    position, q, ranked, person = _query_with_a_person_first(saved, variant)
+    position, q, ranked, person = _choose_query(saved, variant)
     top1 = ranked[0]
+    # The evaluation's detections the index may rank first: float16 storage moves similarities
+    # by < 2e-3, so those within TIE of the top-1 may swap with it.
+    leaders = [m for m in ranked if m.similarity >= top1.similarity - TIE]
     query = protocol.queries[q]
     # The search's query embedding is the evaluator's.
     image_root = os.path.join(tiny_cuhk_root, "toy_cuhk_sysu", "Image", "SSM")
@@ -157,23 +166,36 @@ def test_footage_search_finds_the_evaluators_top1(
     assert [h["rank"] for h in hits] == list(range(1, 11))
     assert results["query"] == {"image": query_image, "box": list(map(float, query.box))}
 
-    def who(hit) -> object:
+    def picture(hit) -> str:
+        """The gallery image a hit shows (video frame k shows video_images[k])."""
         if "image" in hit:
-            name = os.path.basename(hit["image"])
-        else:
-            assert hit["video"] == str(video) and hit["time"] == hit["frame"] / FPS
-            name = video_images[hit["frame"]]
-        return _person(saved, protocol.gallery_image_ids.index(name), hit["box"])
+            return os.path.basename(hit["image"])
+        assert hit["video"] == str(video) and hit["time"] == hit["frame"] / FPS
+        return video_images[hit["frame"]]
 
-    assert who(hits[0]) == person, (hits[0], top1)
-    # The first image-folder hit is the evaluator's top-1 detection, at its similarity (float16
-    # storage: within 2e-3), unless the evaluator's first two are closer than that.
+    def shows(hit, match) -> bool:
+        """Whether a hit shows what an evaluation match shows: the same box region of the same
+        picture, or the same labelled person."""
+        name = picture(hit)
+        iou = paired_iou(np.asarray([hit["box"]], np.float64), match.box[None].astype(np.float64))
+        if name == match.image_id and iou[0] >= 0.5:
+            return True
+        pid = _person(saved, match.gallery_index, match.box)
+        return isinstance(pid, int) and pid == _person(
+            saved, protocol.gallery_image_ids.index(name), hit["box"]
+        )
+
+    # The top-1 shows the evaluator's top-1 (the same person when it is one).
+    assert any(shows(hits[0], m) for m in leaders), (hits[0], leaders)
+    if person is not None and len(leaders) == 1:
+        name = picture(hits[0])
+        assert _person(saved, protocol.gallery_image_ids.index(name), hits[0]["box"]) == person
+    # The first image-folder hit is one of those detections exactly, at its similarity.
     first_image = next(h for h in hits if "image" in h)
-    margin = ranked[0].similarity - ranked[1].similarity
-    if margin > 4e-3:
-        assert os.path.basename(first_image["image"]) == top1.image_id
-        np.testing.assert_allclose(first_image["box"], top1.box, atol=0.01)
-        assert first_image["similarity"] == pytest.approx(top1.similarity, abs=2e-3)
+    match = next((m for m in leaders if m.image_id == os.path.basename(first_image["image"])), None)
+    assert match is not None, (first_image, leaders)
+    np.testing.assert_allclose(first_image["box"], match.box, atol=0.01)
+    assert first_image["similarity"] == pytest.approx(match.similarity, abs=2e-3)
 
     sheet = cv2.imread(str(out / "contact_sheet.png"))
     assert sheet.shape[0] == 2 * PANEL_HEIGHT + 8  # 10 matches in 2 rows of 5
