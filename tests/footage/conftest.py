@@ -66,12 +66,6 @@ def trained_model(trained_weights) -> FootageModel:
     return FootageModel.load(tiny_cfg(trained_weights))
 
 
-@pytest.fixture(scope="session")
-def tiny_model(untrained_weights) -> FootageModel:
-    """The untrained tiny model, loaded as the tools load a model."""
-    return FootageModel.load(tiny_cfg(untrained_weights))
-
-
 @pytest.fixture
 def single_thread():
     """One intra-op thread (on a busy 2-core machine two threads make small convolutions many
