@@ -265,8 +265,7 @@ def index_footage(
     sha = manifest_sha256(manifest)
     index_dir = os.path.abspath(index_dir)
     done = _prepare_folder(index_dir, manifest, model.cfg) if comm.is_main_process() else None
-    comm.synchronize()
-    if done is not None:
+    if comm.all_gather(done is not None)[0]:  # what the main process found, in every process
         logger.info(f"{index_dir}: the index is complete, nothing to do")
         return done
     missing = _missing_chunks(index_dir, manifest, sha)

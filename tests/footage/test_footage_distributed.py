@@ -31,9 +31,11 @@ def _index_worker(rank: int, world: int, port: int, weights: str, inputs, out: s
     )
     torch.set_num_threads(1)
     try:
-        index_footage(
-            tiny_cfg(weights, "FOOTAGE.CHUNK_SIZE", "2"), inputs, out, show_progress=False
-        )
+        cfg = tiny_cfg(weights, "FOOTAGE.CHUNK_SIZE", "2")
+        index_footage(cfg, inputs, out, show_progress=False)
+        # Again, on the complete index: every process returns at once (none waits for work).
+        again = index_footage(cfg, inputs, out, show_progress=False)
+        assert (again is None) == (rank != 0)
     finally:
         dist.destroy_process_group()
 

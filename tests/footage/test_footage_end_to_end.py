@@ -89,7 +89,7 @@ def test_footage_search_finds_the_evaluators_top1(
     cfg = tiny_cfg(trained_weights, *opts, "FOOTAGE.CHUNK_SIZE", "16")
     model = FootageModel.load(cfg)
 
-    # The evaluator's ranking; a query whose top-1 is a person.
+    # The evaluator's ranking, and the query the test follows.
     saved = _evaluate(cfg, model, str(tmp_path / "eval"))
     protocol = saved.protocol
     variant = protocol.variant(protocol.default_variant)
@@ -145,14 +145,16 @@ def test_footage_search_finds_the_evaluators_top1(
     index = FootageIndex.load(str(index_dir))
     assert len(index.frames) == num_frames and index.frames.camera_names == ["cam_a", "cam_b"]
     np.testing.assert_allclose(index.frames.time[-3:], np.array([0, 2, 4]) / FPS)
-    # The image-folder frames hold exactly the evaluator's detections above the threshold.
+    # The image-folder frames hold the evaluator's detections above the threshold (embeddings
+    # as float16).
     kept = saved.detections.above(float(THRESH))
     for frame_id, name in enumerate(sorted(gallery)):
         g = protocol.gallery_image_ids.index(name)
-        rows = index.frame_ids == frame_id
-        np.testing.assert_allclose(
-            index.boxes[rows], kept.boxes[kept.offsets[g] : kept.offsets[g + 1]], atol=1e-3
-        )
+        rows, own = index.frame_ids == frame_id, slice(kept.offsets[g], kept.offsets[g + 1])
+        np.testing.assert_allclose(index.boxes[rows], kept.boxes[own], atol=1e-3)
+        np.testing.assert_allclose(index.scores[rows], kept.scores[own], rtol=1e-5)
+        unit = kept.embeddings[own] / np.linalg.norm(kept.embeddings[own], axis=1, keepdims=True)
+        np.testing.assert_allclose(index.embeddings[rows].astype(np.float32), unit, atol=2e-3)
 
     # The search tool with the toy query box.
     out = tmp_path / "search"
