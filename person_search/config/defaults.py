@@ -13,6 +13,7 @@ from detectron2.config import get_cfg as _d2_get_cfg
 from .data_config import add_data_config
 from .engine_config import add_engine_config
 from .eval_config import add_eval_config
+from .footage_config import add_footage_config
 from .model_config import add_person_search_model_config
 from .reid_model_config import add_reid_model_config
 
@@ -31,6 +32,7 @@ def add_person_search_config(cfg: CN) -> CN:
     add_reid_model_config(cfg)
     add_data_config(cfg)
     add_eval_config(cfg)
+    add_footage_config(cfg)
     return cfg
 
 

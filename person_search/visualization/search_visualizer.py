@@ -38,10 +38,14 @@ __all__ = [
     "QueryVisualization",
     "SearchMatch",
     "dataset_image_paths",
+    "draw_panel",
     "draw_query_matches",
+    "hstack_panels",
     "image_root_paths",
     "rank_query",
+    "read_rgb",
     "visualize_saved_results",
+    "write_png",
 ]
 
 # Box, caption and frame colours (RGB, 0-255).
@@ -163,11 +167,16 @@ def rank_query(
     return _matches(_ranker(saved, det_thresh, cbgm), variant, query_index, top_k)
 
 
-def _panel(
-    image_rgb: np.ndarray, box: np.ndarray, caption: str, color: tuple[int, int, int]
+def draw_panel(
+    image_rgb: np.ndarray,
+    box: np.ndarray,
+    caption: str,
+    color: tuple[int, int, int],
+    height: int = PANEL_HEIGHT,
 ) -> np.ndarray:
-    """One framed panel: (PANEL_HEIGHT, w, 3) uint8 RGB with the box and caption drawn."""
-    inner = PANEL_HEIGHT - 2 * FRAME
+    """One framed panel: ``image_rgb`` resized to ``height`` (frame included), the box and
+    caption drawn by Detectron2's ``Visualizer``; (height, w, 3) uint8 RGB."""
+    inner = height - 2 * FRAME
     scale = inner / image_rgb.shape[0]
     width = max(1, int(round(image_rgb.shape[1] * scale)))
     resized = cv2.resize(image_rgb, (width, inner), interpolation=cv2.INTER_AREA)
@@ -177,7 +186,7 @@ def _panel(
     vis.draw_box((x0, y0, x1, y1), alpha=1.0, edge_color=color_f)
     vis.draw_text(caption, (2, 2), color=color_f, horizontal_alignment="left")
     drawn = vis.get_output().get_image()[:inner, :width]
-    framed = np.empty((PANEL_HEIGHT, width + 2 * FRAME, 3), dtype=np.uint8)
+    framed = np.empty((height, width + 2 * FRAME, 3), dtype=np.uint8)
     framed[:] = color
     framed[FRAME : FRAME + drawn.shape[0], FRAME : FRAME + drawn.shape[1]] = drawn
     return framed
@@ -200,16 +209,22 @@ def draw_query_matches(
     """
     if len(matches) != len(match_images):
         raise ValueError(f"{len(matches)} matches but {len(match_images)} images")
-    panels = [_panel(query_image, query_box, "query", QUERY_COLOR)]
+    panels = [draw_panel(query_image, query_box, "query", QUERY_COLOR)]
     for match, image in zip(matches, match_images):
         verdict = "correct" if match.correct else "wrong"
         caption = f"#{match.rank} sim {match.similarity:.2f} det {match.score:.2f} {verdict}"
         color = CORRECT_COLOR if match.correct else WRONG_COLOR
-        panels.append(_panel(image, match.box, caption, color))
+        panels.append(draw_panel(image, match.box, caption, color))
+    return hstack_panels(panels)
+
+
+def hstack_panels(panels: Sequence[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Panels of one height side by side, ``GAP`` white columns between them; the picture and
+    each panel's ``(x_start, x_end)``."""
     columns, parts, x = [], [], 0
     for i, panel in enumerate(panels):
         if i:
-            parts.append(np.full((PANEL_HEIGHT, GAP, 3), _GAP_VALUE, dtype=np.uint8))
+            parts.append(np.full((panel.shape[0], GAP, 3), _GAP_VALUE, dtype=np.uint8))
             x += GAP
         columns.append((x, x + panel.shape[1]))
         parts.append(panel)
@@ -240,7 +255,8 @@ def image_root_paths(image_root: str) -> Callable[[str], str]:
     return lambda image_id: os.path.join(image_root, image_id)
 
 
-def _read_rgb(path: str) -> np.ndarray:
+def read_rgb(path: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB image of ``path``; FileNotFoundError / ValueError naming it."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
     try:
@@ -294,10 +310,10 @@ def visualize_saved_results(
         matches = _matches(ranker, built, q, top_k)
         query = protocol.queries[q]
         picture, columns = draw_query_matches(
-            _read_rgb(image_path(query.image_id)),
+            read_rgb(image_path(query.image_id)),
             query.box,
             matches,
-            [_read_rgb(image_path(m.image_id)) for m in matches],
+            [read_rgb(image_path(m.image_id)) for m in matches],
         )
         path = os.path.join(output_dir, f"query_{q:04d}.png")
         write_png(path, picture)

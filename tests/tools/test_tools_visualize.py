@@ -15,7 +15,7 @@ import pytest
 import torch
 from tools_testutils import REPO
 
-from person_search.engine import Trainer, load_config
+from person_search.engine import PersonSearchTrainer, load_config
 from person_search.evaluation.cbgm import CBGMParams
 from person_search.evaluation.person_search_evaluator import load_protocol_and_ground_truth
 from person_search.evaluation.saved_results import load_search_results, save_search_results
@@ -327,7 +327,7 @@ def test_tool_runs_a_model(tiny_cuhk, tmp_path):
     """--config-file: inference with MODEL.WEIGHTS on the test set, then the pictures."""
     config = str(REPO / "configs" / "oim" / "oim_toy_cuhk_sysu.yaml")
     torch.manual_seed(0)
-    model = Trainer.build_model(load_config(config))
+    model = PersonSearchTrainer.build_model(load_config(config))
     weights = tmp_path / "model.pth"
     torch.save({"model": model.state_dict()}, weights)
     overrides = ["MODEL.WEIGHTS", str(weights), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
@@ -378,9 +378,11 @@ def test_model_cbgm_evaluation_is_reproduced_from_the_saved_file(tiny_cuhk, tmp_
     opts += ["TEST.PERSON_SEARCH.CBGM.ENABLED", "True", "TEST.PERSON_SEARCH.CBGM.K1", "4"]
     cfg = load_config(config, opts)
     torch.manual_seed(0)
-    model = Trainer.build_model(cfg)
+    model = PersonSearchTrainer.build_model(cfg)
     out_dir = str(tmp_path / "inference")
-    results = Trainer.test(cfg, model, evaluators=[Trainer.build_evaluator(cfg, DATASET, out_dir)])
+    results = PersonSearchTrainer.test(
+        cfg, model, evaluators=[PersonSearchTrainer.build_evaluator(cfg, DATASET, out_dir)]
+    )
     path = os.path.join(out_dir, "search_results.pth")
     saved = load_search_results(path)
     contexts = saved.query_contexts
