@@ -6,8 +6,9 @@ toy size.
     python benchmarks/bench_train.py --configs configs/oim/oim_toy_cuhk_sysu.yaml
     python benchmarks/bench_train.py --part reid --reid-models reid-baseline pan sgsfa
 
-**Person search.** For each toy config (``configs/*/*_toy_cuhk_sysu.yaml``: OIM, SeqNet,
-SeqNeXt, HOIM) it builds the model from scratch and times, after ``--warmup`` untimed steps:
+**Person search.** For each model of ``PS_MODELS`` (the toy configs
+``configs/*/*_toy_cuhk_sysu.yaml``: OIM, SeqNet, SeqNeXt, HOIM, and the person-search projects'
+toy configs) it builds the model from scratch and times, after ``--warmup`` untimed steps:
 
 * **training**: ``--iters`` steps of forward + backward + optimizer step (the config's optimizer)
   on batches of ``SOLVER.IMS_PER_BATCH`` synthetic scene images of the toy size (240 x 320,
@@ -53,6 +54,9 @@ _ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TOY_CONFIGS = sorted(glob.glob(os.path.join(_ROOT, "configs", "*", "*_toy_cuhk_sysu.yaml")))
 IMAGE_SIZE = (240, 320)  # (height, width) of a toy image after the test resize
 REFERENCE = "oim"  # the model whose speeds the ratios divide by
+# Person-search models: name -> (toy config, "module:function" adding the project's config keys
+# or None). The library's baselines, then one entry per project.
+PS_MODELS = {os.path.basename(os.path.dirname(c)): (c, None) for c in TOY_CONFIGS}
 # Re-id models: name -> (toy config, "module:function" adding the project's config keys).
 REID_MODELS = {
     "reid-baseline": (os.path.join(_ROOT, "configs", "reid", "toy_market1501.yaml"), None),
@@ -145,11 +149,15 @@ def _inference_speed(model, batches: list[list[dict]], args: argparse.Namespace)
     return args.iters * len(batches[0]) / seconds, outputs
 
 
-def bench_config(config_file: str, args: argparse.Namespace) -> dict:
-    """Train and inference images/s of one config (see the module docstring)."""
+def bench_config(
+    config_file: str, args: argparse.Namespace, add_config: str | None = None, name: str = ""
+) -> dict:
+    """Train and inference images/s of one person-search config (see the module docstring);
+    ``add_config``: "module:function" adding a project's keys."""
     cfg = load_config(
         config_file,
         ["MODEL.DEVICE", args.device, "MODEL.OIM.NUM_PERSON_IDS", str(args.ids)],
+        _add_config(add_config),
     )
     seed_all_rng(args.seed)
     model = Trainer.build_model(cfg)
@@ -168,7 +176,7 @@ def bench_config(config_file: str, args: argparse.Namespace) -> dict:
     detections = sum(len(out[0]["instances"]) for out in outputs)
     num_params = sum(p.numel() for p in model.parameters())
     return {
-        "model": os.path.basename(os.path.dirname(config_file)),
+        "model": name or os.path.basename(os.path.dirname(config_file)),
         "config": os.path.relpath(config_file, _ROOT),
         "batch": batch,
         "train_ips": train_ips,
@@ -282,7 +290,19 @@ def _print_table(
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", default="all", choices=PARTS, help="which models to time")
-    parser.add_argument("--configs", nargs="+", default=TOY_CONFIGS, help="person-search configs")
+    parser.add_argument(
+        "--ps-models",
+        nargs="+",
+        default=list(PS_MODELS),
+        choices=list(PS_MODELS),
+        help="person-search models of PS_MODELS to time",
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=None,
+        help="time these person-search configs (library keys only) instead of --ps-models",
+    )
     parser.add_argument(
         "--reid-models", nargs="+", default=list(REID_MODELS), choices=list(REID_MODELS)
     )
@@ -298,7 +318,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error("need --iters >= 1, --warmup >= 0, --persons >= 2, --ids >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
-    missing = [c for c in args.configs if not os.path.isfile(c)]
+    missing = [c for c in args.configs or [] if not os.path.isfile(c)]
     if missing:
         parser.error(f"config files not found: {missing}")
     if args.threads:
@@ -308,7 +328,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     rows = []
     if args.part in ("all", "person_search"):
-        ps_rows = [dict(bench_config(c, args), task="person_search") for c in args.configs]
+        if args.configs:
+            jobs = [(c, None, "") for c in args.configs]
+        else:
+            jobs = [(*PS_MODELS[name], name) for name in args.ps_models]
+        ps_rows = [
+            dict(bench_config(config, args, add, name), task="person_search")
+            for config, add, name in jobs
+        ]
         _print_table(
             f"Toy-size person search ({IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}, {device}): {steps}",
             ps_rows,
