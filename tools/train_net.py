@@ -11,25 +11,12 @@ Trailing ``KEY VALUE`` pairs override the config (an unknown key is an error). T
 checkpoints, ``metrics.json`` and TensorBoard events to OUTPUT_DIR and prints losses with an
 ETA; ``--resume`` continues the last checkpoint at its iteration (exactly, see
 ``person_search.engine.trainer``); ``--eval-only`` writes ``OUTPUT_DIR/eval_results.json``.
+``person_search.engine.launch_main`` parses the command line and launches the processes.
 """
 
 # person_search first: it applies the compat fixes Detectron2 needs, and registers everything.
-from person_search.engine import default_argument_parser, launch, main
-
-
-def run(args):
-    # The trainer of the config's TASK (PersonSearchTrainer or ReIDTrainer).
-    return main(args)
-
+from person_search.engine import launch_main
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    print("Command Line Args:", args)
-    launch(
-        run,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    # No trainer given: the trainer of the config's TASK (PersonSearchTrainer or ReIDTrainer).
+    launch_main()

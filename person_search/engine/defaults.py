@@ -25,6 +25,7 @@ __all__ = [
     "EVAL_RESULTS_FILE",
     "default_argument_parser",
     "launch",
+    "launch_main",
     "load_config",
     "main",
     "setup",
@@ -132,3 +133,25 @@ def main(
     trainer = trainer_cls(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
+
+
+def launch_main(
+    trainer_cls: type[Trainer] | None = None,
+    add_config: Callable | None = None,
+    argv: list[str] | None = None,
+) -> None:
+    """The whole body of a ``train_net.py``: parse Detectron2's command line (``argv``; None =
+    ``sys.argv``), print it and run :func:`main` with ``trainer_cls`` and ``add_config`` on
+    ``--num-gpus`` processes per machine (Detectron2's ``launch``: ``--num-machines``,
+    ``--machine-rank``, ``--dist-url``). In a multi-process run both are pickled by reference,
+    so they must be importable (a project's installed package, not the script itself)."""
+    args = default_argument_parser().parse_args(argv)
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args, trainer_cls, add_config),
+    )

@@ -13,25 +13,10 @@ registers its backbone and head by importing :mod:`sgsfa` (this file's folder is
 """
 
 # person_search first: it applies the compat fixes Detectron2 needs, and registers everything.
-import person_search  # noqa: F401
+from person_search.engine import ReIDTrainer, launch_main
 
 # isort: split
-from person_search.engine import ReIDTrainer, default_argument_parser, launch, main
 from sgsfa import add_sgsfa_config  # registers SGSFA's backbone and head
 
-
-def run(args):
-    return main(args, ReIDTrainer, add_config=add_sgsfa_config)
-
-
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    print("Command Line Args:", args)
-    launch(
-        run,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_main(ReIDTrainer, add_sgsfa_config)

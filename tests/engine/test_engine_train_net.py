@@ -27,6 +27,7 @@ from person_search.engine import (
     PersonSearchTrainer,
     build_optimizer,
     count_training_images,
+    launch_main,
     load_config,
     resolve_schedule,
     setup,
@@ -248,3 +249,28 @@ def test_cli_unknown_key_exits_with_the_key(tiny_datasets_root):
     )
     assert proc.returncode != 0
     assert "SOLVER.NOT_A_KEY" in proc.stderr, describe(proc)
+
+
+def test_launch_main_passes_trainer_and_config_hook(monkeypatch, tmp_path):
+    """launch_main runs main(args, trainer_cls, add_config) in this process for one GPU / CPU:
+    the project's config hook is applied before the file's keys are read, and the trainer given
+    (not the TASK's) builds the model."""
+    calls = []
+
+    def add_config(cfg):
+        calls.append("add_config")
+        cfg.MODEL.LAUNCH_MAIN_TEST_KEY = 7
+
+    class Stop(Exception):
+        pass
+
+    class RecordingTrainer(PersonSearchTrainer):
+        @classmethod
+        def build_model(cls, cfg):
+            calls.append(("build_model", cfg.MODEL.LAUNCH_MAIN_TEST_KEY))
+            raise Stop
+
+    argv = ["--config-file", str(OIM_TOY_CONFIG), "--eval-only", "OUTPUT_DIR", str(tmp_path)]
+    with pytest.raises(Stop):
+        launch_main(RecordingTrainer, add_config, argv)
+    assert calls == ["add_config", ("build_model", 7)]
