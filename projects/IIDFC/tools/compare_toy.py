@@ -4,7 +4,7 @@ toy CUHK-SYSU at equal iterations, over several training seeds.
 
     python projects/IIDFC/tools/compare_toy.py --output output/iidfc_toy --seeds 0 1 2
     python projects/IIDFC/tools/compare_toy.py --output out --seeds 0 --models hoim-base iidfc \
-        SOLVER.MAX_ITER 50
+        -- SOLVER.MAX_ITER 50
 
 Generates (once, seed 0) the toy CUHK-SYSU set of ``tools/demo.py`` under
 ``OUTPUT/data/toy_cuhk_sysu`` (192 labelled training identities over 240 images). For each seed
@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides for every model")
     args = parser.parse_args(argv)
+    if args.opts[:1] == ["--"]:  # "--models a b -- KEY VALUE": the separator is not an override
+        args.opts = args.opts[1:]
     if args.threads:
         torch.set_num_threads(args.threads)
     output = os.path.abspath(args.output)
