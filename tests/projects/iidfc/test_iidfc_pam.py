@@ -4,16 +4,23 @@ ImageNet weights loading into an IIDFC model (PAM's parameters are new, not a mi
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
-from iidfc_testutils import TOY_CONFIG, iidfc_cfg
+from iidfc_testutils import CONFIG_DIR, TOY_CONFIG, iidfc_cfg
 from torch import nn
 
 from iidfc import ROI_ATTENTION_REGISTRY, PedestrianAttention, build_roi_attention
 from person_search.modeling.backbone.timm_backbones import create_timm_model
-from person_search.modeling.pretrained import load_pretrained_backbone
+from person_search.modeling.pretrained import (
+    convert_state_dict,
+    find_head_stages,
+    load_pretrained_backbone,
+    load_pretrained_parts,
+)
 
 # Parameters of one 3x3 convolution 2 -> 1 (weight 1 x 2 x 3 x 3, bias 1).
 ONE_CONV3X3 = 2 * 3 * 3 + 1
@@ -142,3 +149,17 @@ def test_imagenet_weights_load_into_the_trunk_and_pam_is_new(tmp_path):
         f"roi_heads.attention.{k}" for k in model.roi_heads.attention.state_dict()
     }
     assert not incompatible.unexpected_keys and not incompatible.incorrect_shapes
+
+
+def test_res2net50d_weights_fit_the_table_vi_variant():
+    # Table VI's Res2Net50_v1b_26w_4s is timm's res2net50d: its state dict (deep stem) must
+    # load strictly through the library's timm_res2net converter into the variant's config.
+    model = build_model(
+        iidfc_cfg(os.path.join(CONFIG_DIR, "backbones", "iidfc_res2net50d_prw.yaml"))
+    )
+    timm_net = create_timm_model("res2net50d")
+    parts = convert_state_dict(timm_net.state_dict(), "timm_res2net")
+    load_pretrained_parts(parts, model.backbone, find_head_stages(model))
+    torch.testing.assert_close(
+        model.backbone.state_dict()["conv1.0.weight"], timm_net.conv1[0].weight
+    )
