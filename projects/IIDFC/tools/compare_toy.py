@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         "runs": runs,
     }
     text = markdown(runs, args.seeds, dataset)
-    write_report(output, report, "# IIDFC's Table V steps on the toy CUHK-SYSU\n\n" + text)
+    write_report(output, report, "# IIDFC toy rows (toy CUHK-SYSU)\n\n" + text)
     print(text)
     return report
 
