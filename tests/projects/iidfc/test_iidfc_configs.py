@@ -97,7 +97,7 @@ def test_config_builds_its_model(path):
         assert roi_heads.reid_loss.scalar == 30.0
         assert cfg.SOLVER.BASE_LR == 0.003 and cfg.SOLVER.IMS_PER_BATCH == 5
         assert (cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS) == (23, (16,))
-        lambda2, lambda3 = (cfg.MODEL.RPN.BBOX_REG_LOSS_WEIGHT, irr.loss_weight)
+        lambda2, lambda3 = (cfg.MODEL.RPN.BBOX_REG_LOSS_WEIGHT, roi_heads.box_predictor.loss_weight)
         assert (lambda2, lambda3) == (5.0, 5.0)
         if heads != "HOIMROIHeads":
             assert cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS == [_ANCHOR_RATIOS]
