@@ -57,6 +57,20 @@ REFERENCE = "oim"  # the model whose speeds the ratios divide by
 # Person-search models: name -> (toy config, "module:function" adding the project's config keys
 # or None). The library's baselines, then one entry per project.
 PS_MODELS = {os.path.basename(os.path.dirname(c)): (c, None) for c in TOY_CONFIGS}
+# IIDFC beside HOIM; "iidfc-no-pam" (its Table V "+IRR+FC" step) gives PAM's share of a step.
+_IIDFC_CONFIGS = os.path.join(_ROOT, "projects", "IIDFC", "configs")
+PS_MODELS.update(
+    {
+        "iidfc": (
+            os.path.join(_IIDFC_CONFIGS, "iidfc_toy_cuhk_sysu.yaml"),
+            "iidfc:add_iidfc_config",
+        ),
+        "iidfc-no-pam": (
+            os.path.join(_IIDFC_CONFIGS, "ablations", "iidfc_toy_cuhk_sysu_irr_fc.yaml"),
+            "iidfc:add_iidfc_config",
+        ),
+    }
+)
 # Re-id models: name -> (toy config, "module:function" adding the project's config keys).
 REID_MODELS = {
     "reid-baseline": (os.path.join(_ROOT, "configs", "reid", "toy_market1501.yaml"), None),

@@ -100,6 +100,35 @@ def test_lambda_is_a_detached_weight():
     torch.testing.assert_close(x.grad[0], 2 * p_f**2 * grad_oim)
 
 
+class _MarginHOIM(HOIMLoss):
+    """HOIM whose identity cross-entropy sees every target logit lowered by 1 (the hook)."""
+
+    def identity_logits(self, logits, targets):
+        labelled = (targets >= 0).nonzero().squeeze(1)
+        margin = torch.zeros_like(logits)
+        margin[labelled, targets[labelled]] = 1.0
+        return logits - margin
+
+
+def test_identity_logits_hook_changes_only_the_second_level():
+    kwargs = {"num_person_ids": 2, "embedding_dim": 2, "queue_size": 2, "momentum": 0.5}
+    kwargs.update({"scalar": 1.0, "bg_buffer_size": 2, "bg_per_update": 1})
+    plain, margin = _tiny_loss().eval(), _MarginHOIM(**kwargs).eval()
+    margin.load_state_dict(plain.state_dict())
+    x = (0.6, 0.8)
+    out, reference = (
+        margin(torch.tensor([x]), torch.tensor([0])),
+        plain(torch.tensor([x]), torch.tensor([0])),
+    )
+    # First level and lambda from the unmodified logits; the identity softmax over the N + M
+    # person slots sees the target logit 0.6 - 1.
+    assert out["loss_hoim_cls"].item() == pytest.approx(reference["loss_hoim_cls"].item())
+    e = [math.exp(v) for v in _memory_dots(x)]
+    p_f = sum(e[:4]) / sum(e)
+    oim = -math.log(e[0] / math.e / (e[0] / math.e + sum(e[1:4])))
+    assert out["loss_hoim_reid"].item() == pytest.approx(2 * p_f**2 * oim, rel=1e-5)
+
+
 def test_memory_updates():
     loss = _tiny_loss()
     feats = torch.tensor([[0.6, 0.8], [0.0, 1.0], [0.0, -1.0], [1.0, 0.0]])

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from detectron2.config import configurable
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes
 from ps_baselines_testutils import (
@@ -214,6 +215,41 @@ def test_logits_are_scaled_similarities_to_lut_then_queue():
     logits = loss.logits(torch.tensor([[0.6, 0.8]]))
     # [lut0, lut1, q0, q1] = [(1, 0), (0, 1), (-1, 0), (0, 0)]: 2 * [0.6, 0.8, -0.6, 0].
     torch.testing.assert_close(logits, torch.tensor([[1.2, 1.6, -1.2, 0.0]]))
+
+
+class _MarginOIM(OIMLoss):
+    """OIM whose identity cross-entropy sees every target logit lowered by 1 (the hook)."""
+
+    @configurable
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen_targets: list[torch.Tensor] = []
+
+    def identity_logits(self, logits, targets):
+        self.seen_targets.append(targets.clone())
+        labelled = (targets >= 0).nonzero().squeeze(1)
+        margin = torch.zeros_like(logits)
+        margin[labelled, targets[labelled]] = 1.0
+        return logits - margin
+
+
+def test_identity_logits_hook_is_what_the_cross_entropy_reads():
+    plain, margin = (
+        _tiny_oim(),
+        _MarginOIM(num_person_ids=2, embedding_dim=2, queue_size=2, momentum=0.5, scalar=1.0),
+    )
+    margin.load_state_dict(plain.state_dict())
+    feats = torch.tensor([[0.6, 0.8], [0.0, 1.0], [1.0, 0.0]])
+    pids = torch.tensor([0, U, BACKGROUND_PID])
+    out = margin(feats, pids)["loss_oim"]
+    # Target logit 0.6 - 1 against [0.8, -0.6, 0] (the background row is dropped first).
+    expected = -math.log(E(-0.4) / (E(-0.4) + E(0.8) + E(-0.6) + 1.0))
+    assert out.item() == pytest.approx(expected, rel=1e-6)
+    assert margin.seen_targets[0].tolist() == [0, U]
+    plain(feats, pids)  # the memory updates are the plain loss'
+    for name, value in plain.state_dict().items():
+        torch.testing.assert_close(margin.state_dict()[name], value)
+    assert torch.equal(_tiny_oim().identity_logits(feats, pids), feats)  # default: identity
 
 
 def test_registry_builds_the_configured_loss():

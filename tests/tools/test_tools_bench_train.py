@@ -40,7 +40,8 @@ def test_bench_train_one_iteration_of_every_baseline(capsys):
     rows_out = bench.main(
         ["--part", "person_search", "--iters", "1", "--warmup", "0", "--threads", "1"]
     )
-    assert sorted(r["model"] for r in rows_out) == ["hoim", "oim", "seqnet", "seqnext"]
+    expected = ["hoim", "iidfc", "iidfc-no-pam", "oim", "seqnet", "seqnext"]
+    assert sorted(r["model"] for r in rows_out) == expected
     for r in rows_out:
         assert math.isfinite(r["train_ips"]) and r["train_ips"] > 0
         assert math.isfinite(r["infer_ips"]) and r["infer_ips"] > 0
@@ -58,6 +59,10 @@ def test_bench_train_one_iteration_of_every_baseline(capsys):
     for name, row in rows.items():  # the printed ratios are the measured speeds' ratios
         expected = speeds[name]["train_ips"] / speeds["oim"]["train_ips"]
         assert float(row[ratios[0]]) == pytest.approx(expected, abs=0.006)
+    # IIDFC is HOIM + PAM (a few hundred parameters) + IRR (no parameters) + FC (none).
+    pam = speeds["iidfc"]["params_m"] - speeds["iidfc-no-pam"]["params_m"]
+    assert 0 < pam * 1e6 < 100
+    assert speeds["iidfc-no-pam"]["params_m"] == pytest.approx(speeds["hoim"]["params_m"])
 
 
 def _table(out: str, title: str) -> tuple[list[str], dict[str, list[str]]]:

@@ -21,7 +21,9 @@ identities) and must return an ``nn.Module`` with
   background RoIs (a loss that has no use for some kind ignores it). Returns named, weighted
   scalar losses; in training mode the loss may then update its memory (LUT, queues).
 * ``logits(embeddings) -> (N, K)`` where the loss classifies against a memory or classifier
-  (OIM: scaled similarities to [LUT; queue]), so that a loss can put a margin on them.
+  (OIM: scaled similarities to [LUT; queue]), so that a loss can put a margin on them: a
+  subclass of ``OIMLoss`` / ``HOIMLoss`` overrides ``identity_logits(logits, targets)``, the
+  logits their identity cross-entropy reads (IIDFC's FC loss).
 * optionally ``person_scores(embeddings) -> (N,)`` in [0, 1]: RoI heads without a classifier
   (``HOIMROIHeads``) score detections with it.
 """

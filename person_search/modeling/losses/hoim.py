@@ -10,7 +10,8 @@ scores are ``s = [V; U; G] x`` (N + M + B cosine similarities) and with ``tau = 
 * p_f = sum_{i <= N+M} softmax(s / tau)_i (person), p_b = 1 - p_f (background)   (eq. 9-10)
 * first level:  L_cls = -y log p_f - (1 - y) log p_b, y = 1 for a person RoI     (eq. 11)
 * second level: L_OIM = -log( e^{s_t/tau} / sum_{j <= N+M} e^{s_j/tau} ) for a labelled RoI
-  of identity t (OIM, eq. 8: the background buffer is not in this softmax)
+  of identity t (OIM, eq. 8: the background buffer is not in this softmax; its logits pass
+  through :meth:`~OIMLoss.identity_logits`, where IIDFC's FC loss puts its margin, eq. 13-14)
 * L_HOIM = L_cls + lambda L_OIM with lambda = 2 p_f^2                             (eq. 12)
 
 Choices the text leaves open (ours):
@@ -131,7 +132,10 @@ class HOIMLoss(OIMLoss):
         num_person_slots = self.num_person_ids + self.queue_size
         targets = torch.where(labelled, pids, torch.full_like(pids, UNLABELED_PID))
         oim = F.cross_entropy(
-            logits[:, :num_person_slots], targets, ignore_index=UNLABELED_PID, reduction="none"
+            self.identity_logits(logits[:, :num_person_slots], targets),
+            targets,
+            ignore_index=UNLABELED_PID,
+            reduction="none",
         )
         lam = 2.0 * log_pf.detach().exp() ** 2
         loss_reid = (lam * oim).sum() / labelled.sum().clamp(min=1)

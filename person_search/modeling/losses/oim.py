@@ -107,6 +107,23 @@ class OIMLoss(nn.Module):
         identities), in the dtype of ``features``."""
         return self.scalar * features.mm(self.memory().to(features.dtype).t())
 
+    def identity_logits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The logits the identity cross-entropy reads (the identity here).
+
+        Args:
+            logits: (N, K) float32 scaled similarities of :meth:`logits` to the person rows of
+                the memory (OIM: ``[LUT; queue]``; HOIM: without its background buffer).
+            targets: (N,) int64, the identity in [0, L) of each row, ``UNLABELED_PID`` where
+                the row has none (not in the cross-entropy).
+
+        Returns:
+            (N, K) logits. Override to put a margin on each target's logit (IIDFC's FC loss,
+            SphereFace, ArcFace); what the loss computes besides (HOIM's first level and its
+            weight lambda, ``person_scores``) reads the unmodified logits.
+        """
+        del targets
+        return logits
+
     def check_inputs(self, features: torch.Tensor, pids: torch.Tensor) -> None:
         """Raise ``ValueError`` naming the problem unless ``features`` is (N, D) and ``pids``
         (N,) holds identities in [0, L), ``UNLABELED_PID`` or ``BACKGROUND_PID``."""
@@ -152,7 +169,10 @@ class OIMLoss(nn.Module):
         logits = self.logits(features)  # (N, L + Q)
         targets = torch.where(labelled, pids, torch.full_like(pids, UNLABELED_PID))
         per_sample = F.cross_entropy(
-            logits.float(), targets, ignore_index=UNLABELED_PID, reduction="none"
+            self.identity_logits(logits.float(), targets),
+            targets,
+            ignore_index=UNLABELED_PID,
+            reduction="none",
         )
         loss = per_sample.sum() / labelled.sum().clamp(min=1)
         if self.training:
