@@ -8,31 +8,17 @@ with the library's PersonSearchTrainer.
     python projects/IIDFC/train_net.py --config-file CFG --resume
     python projects/IIDFC/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS model_final.pth
 
-Detectron2's project pattern: the library's ``main`` / ``setup`` / ``launch`` /
-``PersonSearchTrainer`` with IIDFC's config keys (``add_iidfc_config``). Importing ``iidfc``
-registers its RoI heads, re-id losses and RoI attentions (the package is installed with the
-library, see projects/IIDFC/README.md). Trailing ``KEY VALUE`` pairs override the config.
+Detectron2's project pattern: the library's ``launch_main`` and ``PersonSearchTrainer`` with
+IIDFC's config keys (``add_iidfc_config``). Importing ``iidfc`` registers its RoI heads, re-id
+losses and RoI attentions (the package is installed with the library, see
+projects/IIDFC/README.md). Trailing ``KEY VALUE`` pairs override the config.
 """
 
 # person_search first: it applies the compat fixes Detectron2 needs, and registers everything.
-from person_search.engine import PersonSearchTrainer, default_argument_parser, launch, main
+from person_search.engine import PersonSearchTrainer, launch_main
 
 # isort: split
 from iidfc import add_iidfc_config
 
-
-def run(args):
-    return main(args, PersonSearchTrainer, add_config=add_iidfc_config)
-
-
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    print("Command Line Args:", args)
-    launch(
-        run,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_main(PersonSearchTrainer, add_iidfc_config)
