@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from .trainers import get_trainer_class
 __all__ = [
     "EVAL_RESULTS_FILE",
     "default_argument_parser",
+    "import_add_config",
     "launch",
     "load_config",
     "main",
@@ -67,6 +69,25 @@ def load_config(
     except ValueError as e:  # type mismatch; yacs names the key
         raise ValueError(f"command-line override: {_message(e)}") from e
     return cfg
+
+
+def import_add_config(spec: str) -> Callable:
+    """A project's ``add_<name>_config`` named ``"module:function"`` (e.g.
+    ``"maskguided:add_maskguided_config"``), for tools that load any model's config; ImportError
+    / ValueError naming the spec."""
+    module_name, sep, function = spec.partition(":")
+    if not sep or not module_name or not function:
+        raise ValueError(f"add-config {spec!r}: expected MODULE:FUNCTION")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ImportError(
+            f"add-config {spec!r}: cannot import {module_name!r} ({e}); a project package is "
+            "installed with the library (make install) or put on PYTHONPATH (projects/<Name>)"
+        ) from e
+    if not callable(getattr(module, function, None)):
+        raise ValueError(f"add-config {spec!r}: {module_name} has no function {function!r}")
+    return getattr(module, function)
 
 
 _UNKNOWN_KEY_HINT = (
