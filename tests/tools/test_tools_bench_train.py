@@ -40,7 +40,13 @@ def test_bench_train_one_iteration_of_every_baseline(capsys):
     rows_out = bench.main(
         ["--part", "person_search", "--iters", "1", "--warmup", "0", "--threads", "1"]
     )
-    assert sorted(r["model"] for r in rows_out) == ["hoim", "oim", "seqnet", "seqnext"]
+    assert sorted(r["model"] for r in rows_out) == [
+        "hoim",
+        "maskguided",
+        "oim",
+        "seqnet",
+        "seqnext",
+    ]
     for r in rows_out:
         assert math.isfinite(r["train_ips"]) and r["train_ips"] > 0
         assert math.isfinite(r["infer_ips"]) and r["infer_ips"] > 0
@@ -58,6 +64,16 @@ def test_bench_train_one_iteration_of_every_baseline(capsys):
     for name, row in rows.items():  # the printed ratios are the measured speeds' ratios
         expected = speeds[name]["train_ips"] / speeds["oim"]["train_ips"]
         assert float(row[ratios[0]]) == pytest.approx(expected, abs=0.006)
+    # MaskGuidedPS: the toy OIM plus the mask head (its parameters on top of OIM's)
+    assert speeds["maskguided"]["params_m"] > speeds["oim"]["params_m"]
+
+
+def test_synthetic_scenes_with_masks_for_a_mask_branch():
+    bench = _load_bench()
+    (scene,) = bench.synthetic_scenes(1, np.random.default_rng(0), persons=3, ids=5, masks=True)
+    inst = scene["instances"]
+    assert inst.gt_has_mask.tolist() == [True, True, False]  # the last person is unlabelled
+    np.testing.assert_allclose(inst.gt_masks.get_bounding_boxes().tensor, inst.gt_boxes.tensor)
 
 
 def _table(out: str, title: str) -> tuple[list[str], dict[str, list[str]]]:
