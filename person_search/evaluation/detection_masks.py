@@ -61,9 +61,15 @@ class DetectionMasks:
 
     def __post_init__(self) -> None:
         self.rows = np.asarray(self.rows, dtype=np.int64).ravel()
-        self.bits = np.asarray(self.bits, dtype=np.uint8).reshape(len(self.bits), -1)
-        if self.bits.shape[1] != (self.size * self.size + 7) // 8:
-            raise ValueError(f"DetectionMasks: {self.bits.shape[1]} bytes per {self.size}^2 mask")
+        width = (self.size * self.size + 7) // 8
+        self.bits = np.asarray(self.bits, dtype=np.uint8)
+        if self.bits.size == 0:
+            self.bits = self.bits.reshape(0, width)  # no mask kept (nothing above det_thresh)
+        if self.bits.ndim != 2 or self.bits.shape[1] != width:
+            raise ValueError(
+                f"DetectionMasks: bits of shape {self.bits.shape}, expected (K, {width}) bytes "
+                f"per {self.size}^2 mask"
+            )
         if len(self.rows) and self.rows.max() >= len(self.bits):
             raise ValueError(f"DetectionMasks: row {self.rows.max()} of {len(self.bits)} masks")
 

@@ -98,6 +98,8 @@ def test_box_masks_pack_crop_and_paste():
     assert packed.mask(1) is None and packed.mask(3) is None
     with pytest.raises(ValueError, match="2 detections kept, 1 masks"):
         DetectionMasks.from_per_image([(kept, crops[:1])], size=8)
+    none = DetectionMasks.from_per_image([(np.zeros(2, bool), crops[:0])], size=8)
+    assert none.rows.tolist() == [-1, -1] and none.bits.shape == (0, 8) and none.mask(0) is None
     with pytest.raises(ValueError, match="bytes per 8"):
         DetectionMasks(8, np.array([0]), np.zeros((1, 3), np.uint8))
     assert box_masks(masks[:0], boxes[:0]).shape == (0, 28, 28)

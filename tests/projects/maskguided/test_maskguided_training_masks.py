@@ -128,6 +128,7 @@ def test_build_training_masks_matches_merges_and_reports(tmp_path):
                 shape([[10, 10], [30, 10], [30, 40], [10, 40]], group_id=1),
                 shape([[10, 45], [30, 45], [30, 60], [10, 60]]),  # same person, drawn apart
                 shape([[50, 10], [70, 10], [70, 60], [50, 60]], group_id=2),  # unlabelled box
+                shape([[2, 80], [20, 80], [20, 98]], group_id=3),  # in the image, outside every box
             ],
         ),
     )
@@ -146,7 +147,12 @@ def test_build_training_masks_matches_merges_and_reports(tmp_path):
     assert (out.annotated_images, out.masked_persons) == (1, 1)
     reasons = sorted(i.reason for i in out.issues)
     assert reasons[0] == "image 'zz.jpg' is not a training image"
-    assert "unlabelled person 1" in reasons[1]
+    assert reasons[1].startswith("mask box [2.0, 80.0, 20.0, 98.0] matches no person box")
+    assert "unlabelled person 1" in reasons[2]
+    assert {i.where for i in out.issues if "mask box" in i.reason} == {
+        f"{folder / 's1.json'}: group_id 2",
+        f"{folder / 's1.json'}: group_id 3",
+    }
     wrong_size = [_record("s1.jpg", [[8, 8, 32, 62]], [1], size=(50, 80))]
     with pytest.raises(ValueError, match=r"s1.json: annotated as 80x100, but .*s1.jpg is 80x50"):
         build_training_masks(wrong_size, masks, rule=rule, fraction=-1, seed=0, polygon_only=True)
