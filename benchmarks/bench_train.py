@@ -8,7 +8,9 @@ toy size.
 
 **Person search.** For each model of ``PS_MODELS`` (the toy configs
 ``configs/*/*_toy_cuhk_sysu.yaml``: OIM, SeqNet, SeqNeXt, HOIM, and the person-search projects'
-toy configs) it builds the model from scratch and times, after ``--warmup`` untimed steps:
+toy configs: MaskGuidedPS, whose synthetic images all carry masks of their labelled persons, so
+its ratio to OIM is the mask branch's cost per step) it builds the model from scratch and times,
+after ``--warmup`` untimed steps:
 
 * **training**: ``--iters`` steps of forward + backward + optimizer step (the config's optimizer)
   on batches of ``SOLVER.IMS_PER_BATCH`` synthetic scene images of the toy size (240 x 320,
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import importlib
 import os
 import time
 
@@ -43,12 +44,12 @@ import torch
 import person_search  # noqa: F401  (compat layer first: registers models)
 
 # isort: split
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 from tabulate import tabulate
 
-from person_search.engine import Trainer, build_optimizer, load_config
+from person_search.engine import Trainer, build_optimizer, import_add_config, load_config
 
 _ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TOY_CONFIGS = sorted(glob.glob(os.path.join(_ROOT, "configs", "*", "*_toy_cuhk_sysu.yaml")))
@@ -71,6 +72,10 @@ PS_MODELS.update(
         ),
     }
 )
+PS_MODELS["maskguided"] = (
+    os.path.join(_ROOT, "projects", "MaskGuidedPS", "configs", "maskguided_toy_cuhk_sysu.yaml"),
+    "maskguided:add_maskguided_config",
+)
 # Re-id models: name -> (toy config, "module:function" adding the project's config keys).
 REID_MODELS = {
     "reid-baseline": (os.path.join(_ROOT, "configs", "reid", "toy_market1501.yaml"), None),
@@ -87,10 +92,14 @@ REID_REFERENCE = "reid-baseline"
 PARTS = ("all", "person_search", "reid")
 
 
-def synthetic_scenes(num: int, rng: np.random.Generator, *, persons: int, ids: int) -> list[dict]:
+def synthetic_scenes(
+    num: int, rng: np.random.Generator, *, persons: int, ids: int, masks: bool = False
+) -> list[dict]:
     """``num`` model inputs: ``image`` (3, H, W) uint8 noise with ``persons`` flat-coloured
     boxes, ``height``/``width``, and training ``instances`` (gt_boxes, gt_classes, gt_pids;
-    the last person of each image unlabelled)."""
+    the last person of each image unlabelled). With ``masks`` (a model with a mask branch) also
+    ``gt_masks`` (each box as a polygon) and ``gt_has_mask`` (the labelled persons): every
+    image carries masks, the mask branch's most costly step."""
     height, width = IMAGE_SIZE
     out = []
     for _ in range(num):
@@ -109,6 +118,11 @@ def synthetic_scenes(num: int, rng: np.random.Generator, *, persons: int, ids: i
         pids = rng.integers(0, ids, size=persons)
         pids[-1] = -1
         instances.gt_pids = torch.as_tensor(pids, dtype=torch.int64)
+        if masks:
+            instances.gt_masks = PolygonMasks(
+                [[[x0, y0, x1, y0, x1, y1, x0, y1]] for x0, y0, x1, y1 in boxes]
+            )
+            instances.gt_has_mask = instances.gt_pids >= 0
         out.append(
             {
                 "image": torch.from_numpy(image),
@@ -179,7 +193,11 @@ def bench_config(
     rng = np.random.default_rng(args.seed)
     batch = cfg.SOLVER.IMS_PER_BATCH
     scenes = synthetic_scenes(
-        batch * (args.warmup + args.iters), rng, persons=args.persons, ids=args.ids
+        batch * (args.warmup + args.iters),
+        rng,
+        persons=args.persons,
+        ids=args.ids,
+        masks=cfg.MODEL.MASK_ON,
     )
     batches = [scenes[i : i + batch] for i in range(0, len(scenes), batch)]
     train_ips = _train_speed(model, optimizer, batches, args)
@@ -232,16 +250,8 @@ def synthetic_crops(
 
 
 def _add_config(spec: str | None):
-    if spec is None:
-        return None
-    module_name, function = spec.split(":")
-    try:
-        return getattr(importlib.import_module(module_name), function)
-    except ImportError as e:
-        raise ImportError(
-            f"cannot import the project package {module_name!r} ({e}): install the library with "
-            "its projects (make install, see setup.py) or put projects/<Name> on PYTHONPATH"
-        ) from e
+    """A project's ``add_<name>_config`` from its "module:function" spec (None: no project)."""
+    return None if spec is None else import_add_config(spec)
 
 
 def bench_reid_model(name: str, args: argparse.Namespace) -> dict:

@@ -31,7 +31,11 @@ from person_search.evaluation.person_search_evaluator import (
     format_results_table,
     load_protocol_and_ground_truth,
 )
-from person_search.evaluation.saved_results import load_search_results, resolve_cbgm
+from person_search.evaluation.saved_results import (
+    load_search_results,
+    resolve_cbgm,
+    with_protocol,
+)
 from person_search.utils.file_io import atomic_write
 
 
@@ -72,20 +76,11 @@ def main(argv: list[str] | None = None) -> OrderedDict:
     if args.no_cache:
         set_data_options(protocol_cache=False)
     saved = load_search_results(args.file)
+    if args.dataset is not None:
+        protocol, ground_truth = load_protocol_and_ground_truth(args.dataset)
+        saved = with_protocol(saved, protocol, ground_truth, args.dataset, args.file)
     protocol, ground_truth = saved.protocol, saved.ground_truth
     dataset_name = saved.dataset_name
-    if args.dataset is not None:
-        dataset_name = args.dataset
-        protocol, ground_truth = load_protocol_and_ground_truth(dataset_name)
-        if list(protocol.gallery_image_ids) != list(saved.protocol.gallery_image_ids):
-            raise ValueError(
-                f"{args.file}: its gallery images differ from those of dataset {dataset_name!r}"
-            )
-        if len(protocol.queries) != len(saved.query_embeddings):
-            raise ValueError(
-                f"{args.file}: {len(saved.query_embeddings)} query embeddings, dataset "
-                f"{dataset_name!r} has {len(protocol.queries)} queries"
-            )
     det_thresh = saved.settings["det_thresh"] if args.det_thresh is None else args.det_thresh
     if not 0.0 <= det_thresh <= 1.0:
         raise ValueError(f"--det-thresh must be in [0, 1], got {det_thresh}")

@@ -4,6 +4,8 @@
     python tools/make_toy_dataset.py --format cuhk_sysu --out datasets/toy_cuhk_sysu --seed 0
     python tools/make_toy_dataset.py --format prw --out datasets/toy_prw --seed 0
     python tools/make_toy_dataset.py --format market1501 --out datasets/toy_market1501 --seed 0
+    python tools/make_toy_dataset.py --format cuhk_sysu --out datasets/toy_cuhk_sysu --seed 0 \
+        --mask-fraction 1.0     # + person masks (labelme and COCO layouts, datasets/README.md)
 
 Size options left unset keep the writer's defaults (which train in minutes on a CPU). The output
 directory is written atomically and must be empty unless ``--overwrite`` is given.
@@ -40,8 +42,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     for option, dest in _SIZE_OPTIONS.items():
         parser.add_argument(option, dest=dest, type=int, default=None, help="size option")
+    parser.add_argument(
+        "--mask-fraction",
+        type=float,
+        default=None,
+        help="cuhk_sysu: person masks on about this fraction of the training images (0 = none)",
+    )
     args = parser.parse_args(argv)
-    sizes = {dest: getattr(args, dest) for dest in _SIZE_OPTIONS.values()}
+    sizes = {dest: getattr(args, dest) for dest in (*_SIZE_OPTIONS.values(), "mask_fraction")}
     sizes = {k: v for k, v in sizes.items() if v is not None}
     try:
         summary = make_toy_dataset(

@@ -12,7 +12,8 @@
 
 One PNG per query (``OUTPUT/query_<index>.png``): the query in blue, matches framed green when
 they are the evaluation's true positive, red otherwise, each with its similarity and detection
-score. The ranking is the evaluation's, with its detection threshold and CBGM setting unless
+score, and its instance mask when the model has a mask branch (``--no-masks``: boxes only).
+The ranking is the evaluation's, with its detection threshold and CBGM setting unless
 ``--det-thresh`` / ``--cbgm`` / ``--no-cbgm`` say otherwise. Images come from the registered
 dataset (``--dataset``, default: the one the results file names; ``$DETECTRON2_DATASETS`` must
 point at it) or from ``--image-root``.
@@ -56,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--variant", default=None, help="protocol variant (default: headline)")
     parser.add_argument("--cbgm", action=argparse.BooleanOptionalAction, help="(default: saved)")
+    parser.add_argument(
+        "--no-masks", action="store_true", help="do not draw the matches' instance masks"
+    )
     images = parser.add_mutually_exclusive_group()
     images.add_argument("--dataset", default=None, help="registered dataset holding the images")
     images.add_argument("--image-root", default=None, help="folder holding the images by id")
@@ -108,6 +112,7 @@ def main(argv: list[str] | None = None) -> list:
         det_thresh=args.det_thresh,
         variant=args.variant,
         cbgm=args.cbgm,
+        show_masks=not args.no_masks,
     )
     for r in records:
         marks = " ".join("+" if m.correct else "-" for m in r.matches)

@@ -4,7 +4,15 @@ the one of ``cfg.TASK``), checkpointing, optimizers, epoch schedules, the set-up
 ``train_net.py`` entry points, and the CPU demos' flow (:mod:`.demo`)."""
 
 from .checkpoint import CheckpointMismatchError, PersonSearchCheckpointer, UntrustedCheckpointError
-from .defaults import default_argument_parser, launch, launch_main, load_config, main, setup
+from .defaults import (
+    default_argument_parser,
+    import_add_config,
+    launch,
+    launch_main,
+    load_config,
+    main,
+    setup,
+)
 from .optimizer import build_optimizer
 from .schedule import count_training_images, resolve_schedule
 from .trainer import Trainer, data_stream_config
@@ -23,6 +31,7 @@ __all__ = [
     "data_stream_config",
     "default_argument_parser",
     "get_trainer_class",
+    "import_add_config",
     "launch",
     "launch_main",
     "load_config",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from .trainers import get_trainer_class
 __all__ = [
     "EVAL_RESULTS_FILE",
     "default_argument_parser",
+    "import_add_config",
     "launch",
     "launch_main",
     "load_config",
@@ -70,6 +72,25 @@ def load_config(
     return cfg
 
 
+def import_add_config(spec: str) -> Callable:
+    """A project's ``add_<name>_config`` named ``"module:function"`` (e.g.
+    ``"maskguided:add_maskguided_config"``), for tools that load any model's config; ImportError
+    / ValueError naming the spec."""
+    module_name, sep, function = spec.partition(":")
+    if not sep or not module_name or not function:
+        raise ValueError(f"add-config {spec!r}: expected MODULE:FUNCTION")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ImportError(
+            f"add-config {spec!r}: cannot import {module_name!r} ({e}); a project package is "
+            "installed with the library (make install) or put on PYTHONPATH (projects/<Name>)"
+        ) from e
+    if not callable(getattr(module, function, None)):
+        raise ValueError(f"add-config {spec!r}: {module_name} has no function {function!r}")
+    return getattr(module, function)
+
+
 _UNKNOWN_KEY_HINT = (
     " (not a key of person_search.config.get_cfg(): misspelt, or a project key whose "
     "add_*_config(cfg) was not applied)"
@@ -83,14 +104,21 @@ def _message(e: BaseException) -> str:
 def setup(args: argparse.Namespace, add_config: Callable | None = None) -> CfgNode:
     """Config from ``args.config_file`` and ``args.opts`` (:func:`load_config`), epoch
     schedules converted to iterations, frozen; then Detectron2's ``default_setup`` (logging,
-    environment dump, ``config.yaml`` in ``OUTPUT_DIR``, seeding) and the ``person_search``
-    logger.
+    environment dump, ``config.yaml`` in ``OUTPUT_DIR``, seeding), the ``person_search``
+    logger and the logger of ``add_config``'s package (a project's messages are printed and
+    written to ``OUTPUT_DIR/log.txt`` like the library's).
 
     Args:
         add_config: optional ``f(cfg)`` adding a project's keys before merging.
     """
     cfg = load_config(args.config_file, args.opts, add_config)
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="person_search")
+    loggers = ["person_search"]
+    if add_config is not None:
+        package = add_config.__module__.split(".")[0]
+        if package not in ("person_search", "__main__"):
+            loggers.append(package)
+    for name in loggers:
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name)
     cfg = resolve_schedule(cfg)
     cfg.freeze()
     default_setup(cfg, args)

@@ -77,13 +77,14 @@ def demo_argument_parser(description: str, default_output: str, default_config: 
 
 
 def ensure_toy_dataset(
-    data_root: str, dataset_format: str, dir_name: str, seed: int, **sizes: int
+    data_root: str, dataset_format: str, dir_name: str, seed: int, **sizes: int | float
 ) -> dict:
     """Generate the toy ``dataset_format`` set in ``data_root/dir_name`` unless it is there.
 
     Args:
-        sizes: size options of the format's writer (e.g. ``num_train_ids``); an existing set
-            must have been generated with the same ones (checked on what its summary records).
+        sizes: size options of the format's writer (e.g. ``num_train_ids``, ``mask_fraction``);
+            an existing set must have been generated with the same ones (checked on what its
+            summary records).
 
     Returns:
         the generator's summary (``toy_info.json``) of the set used.
@@ -116,7 +117,7 @@ def ensure_toy_dataset(
         )
     for option, value in sizes.items():
         recorded = summary.get(option.removeprefix("num_"))
-        if recorded is not None and int(recorded) != value:
+        if recorded is not None and type(value)(recorded) != value:
             raise ValueError(
                 f"{out_dir} holds a toy dataset with {option}={recorded}, this demo needs "
                 f"{value}: remove it or choose another --output"

@@ -2,13 +2,14 @@
 
 One ``inference_on_dataset`` pass over a person-search test dataset feeds
 :class:`PersonSearchEvaluator` with gallery scene images (outputs ``instances`` with
-``pred_boxes``, ``scores``, ``embeddings``) and queries (outputs ``query_embeddings`` and, when the
-model runs with CBGM on, ``query_context``: the query image's detections with the query box
-forced in, :mod:`.cbgm`). It
-stores *every* detection and applies ``det_thresh`` only when computing metrics, so a saved
-results file can be re-evaluated at other thresholds (``tools/evaluate_saved.py``). The protocol
-comes from ``get_search_protocol(dataset_name)`` (read once per process); the detection ground
-truth from the dataset dicts. Metric rules: :mod:`.search_metrics` and :mod:`.detection_metrics`.
+``pred_boxes``, ``scores``, ``embeddings``; with a mask branch also ``pred_masks``, whose box
+masks it keeps for drawing, :mod:`.detection_masks`) and queries (outputs ``query_embeddings``
+and, when the model runs with CBGM on, ``query_context``: the query image's detections with the
+query box forced in, :mod:`.cbgm`). It stores *every* detection and applies ``det_thresh`` only
+when computing metrics, so a saved results file can be re-evaluated at other thresholds
+(``tools/evaluate_saved.py``). The protocol comes from ``get_search_protocol(dataset_name)``
+(read once per process); the detection ground truth from the dataset dicts. Metric rules:
+:mod:`.search_metrics` and :mod:`.detection_metrics`.
 
 Metrics are in percent (Detectron2's convention)::
 
@@ -39,6 +40,7 @@ from person_search.data.datasets import get_search_protocol
 from person_search.data.search_protocol import QueryGalleries, SearchProtocol
 
 from .cbgm import CBGMParams
+from .detection_masks import DetectionMasks, box_masks
 from .detection_metrics import GalleryGroundTruth, evaluate_detection
 from .saved_results import save_search_results
 from .search_metrics import TOPK, VariantResult, evaluate_search, summarize_search
@@ -199,10 +201,12 @@ class PersonSearchEvaluator(DatasetEvaluator):
         self._gallery: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._queries: dict[int, np.ndarray] = {}
         self._contexts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def process(self, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
         """Store each query embedding and context (by ``query_index``) and every gallery
-        detection."""
+        detection; with ``pred_masks``, the box masks of those scoring ``>= det_thresh``
+        (:mod:`.detection_masks`, for drawing)."""
         for inp, out in zip(inputs, outputs):
             if "query_index" in inp:
                 if "query_embeddings" not in out:
@@ -230,9 +234,11 @@ class PersonSearchEvaluator(DatasetEvaluator):
                 )
             what = f"gallery image {inp.get('image_id')}: instances"
             self._gallery[inp["image_id"]] = _detection_arrays(out["instances"], what)
+            if out["instances"].has("pred_masks"):
+                self._masks[inp["image_id"]] = _kept_masks(out["instances"], self._det_thresh)
 
-    def _gathered(self) -> tuple[dict, dict, dict] | None:
-        parts = (self._gallery, self._queries, self._contexts)
+    def _gathered(self) -> tuple[dict, dict, dict, dict] | None:
+        parts = (self._gallery, self._queries, self._contexts, self._masks)
         if not self._distributed or comm.get_world_size() == 1:
             return parts
         comm.synchronize()
@@ -248,9 +254,10 @@ class PersonSearchEvaluator(DatasetEvaluator):
         gathered = self._gathered()
         if gathered is None:
             return {}
-        gallery, queries, contexts = gathered
+        gallery, queries, contexts, masks = gathered
         protocol, ground_truth = load_protocol_and_ground_truth(self._dataset_name)
         detections = self._detections(protocol, gallery, queries)
+        detection_masks = self._detection_masks(protocol, masks)
         query_embeddings = self._query_embeddings(protocol, queries)
         query_contexts = self._query_contexts(protocol, contexts, query_embeddings.shape[1])
         names = self._variants or list(protocol.variant_loaders)
@@ -291,6 +298,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
                     "cbgm_k2": None if self._cbgm is None else self._cbgm.k2,
                 },
                 query_contexts=query_contexts,
+                detection_masks=detection_masks,
             )
             logger.info(f"Saved person-search results to {path}")
         return copy.deepcopy(results)
@@ -311,6 +319,19 @@ class PersonSearchEvaluator(DatasetEvaluator):
         return GalleryDetections.from_per_image(
             [gallery[i] for i in protocol.gallery_image_ids], embedding_dim=dims.pop()
         )
+
+    def _detection_masks(self, protocol: SearchProtocol, masks: dict) -> DetectionMasks | None:
+        """The gallery detections' box masks in protocol order; None when the model made
+        none."""
+        if not masks:
+            return None
+        missing = [i for i in protocol.gallery_image_ids if i not in masks]
+        if missing:
+            raise ValueError(
+                f"{self._dataset_name}: pred_masks for some gallery images only (none for "
+                f"{len(missing)}, e.g. {missing[:3]})"
+            )
+        return DetectionMasks.from_per_image([masks[i] for i in protocol.gallery_image_ids])
 
     def _in_query_order(self, protocol: SearchProtocol, per_query: dict, what: str) -> list:
         """``per_query[q]`` for every query index q; ``ValueError`` naming the missing ones."""
@@ -348,3 +369,14 @@ def _detection_arrays(instances: Any, what: str) -> tuple[np.ndarray, np.ndarray
         inst.scores.detach().float().numpy(),
         inst.embeddings.detach().float().numpy(),
     )
+
+
+def _kept_masks(instances: Any, det_thresh: float) -> tuple[np.ndarray, np.ndarray]:
+    """(kept (n,) bool: ``score >= det_thresh``, their (k, MASK_SIZE, MASK_SIZE) bool box
+    masks) of output instances with (n, H, W) ``pred_masks``."""
+    inst = instances.to("cpu")
+    kept = inst.scores.detach().float() >= det_thresh
+    masks = inst.pred_masks.detach()[kept]
+    if masks.ndim != 3:
+        raise ValueError(f"pred_masks must be (n, H, W) image masks, got {tuple(masks.shape)}")
+    return kept.numpy(), box_masks(masks, inst.pred_boxes.tensor.detach()[kept])

@@ -21,12 +21,16 @@ Layout (``torch.save`` of a dict)::
     detections: {offsets, boxes, scores, embeddings}
     query_embeddings: (Q, D) float32
     query_contexts: {offsets, boxes, scores, embeddings} (one "image" per query) or None
+    detection_masks: {size, rows, bits} (a model with a mask branch, for drawing: the box masks
+                     of the detections scoring >= det_thresh, :mod:`.detection_masks`); absent
+                     otherwise
 
 Version 1 files (no ``query_contexts``) are read too, without contexts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +43,7 @@ from person_search.data.search_protocol import QueryGalleries, SearchProtocol, S
 from person_search.utils.file_io import atomic_write
 
 from .cbgm import CBGMParams
+from .detection_masks import DetectionMasks
 from .detection_metrics import GalleryGroundTruth
 from .search_ranking import GalleryDetections
 
@@ -48,6 +53,7 @@ __all__ = [
     "load_search_results",
     "resolve_cbgm",
     "save_search_results",
+    "with_protocol",
 ]
 
 RESULTS_FORMAT = "person_search.search_results"
@@ -66,6 +72,7 @@ class SavedSearchResults:
     query_embeddings: np.ndarray
     settings: dict[str, Any]
     query_contexts: GalleryDetections | None = None
+    detection_masks: DetectionMasks | None = None
 
 
 def _t(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -143,10 +150,12 @@ def save_search_results(
     query_embeddings: np.ndarray,
     settings: dict[str, Any],
     query_contexts: GalleryDetections | None = None,
+    detection_masks: DetectionMasks | None = None,
 ) -> None:
     """Write a results file atomically (temporary file in the same folder, then rename).
 
-    ``query_contexts``: each query's CBGM context in query order, when the model produced them.
+    ``query_contexts``: each query's CBGM context in query order, when the model produced them;
+    ``detection_masks``: box masks of ``detections`` (same rows), when it produced masks.
     """
     queries = protocol.queries
     payload = {
@@ -174,6 +183,12 @@ def save_search_results(
         "query_embeddings": _t(np.asarray(query_embeddings), torch.float32),
         "query_contexts": None if query_contexts is None else _detections_to_dict(query_contexts),
     }
+    if detection_masks is not None:
+        payload["detection_masks"] = {
+            "size": int(detection_masks.size),
+            "rows": _t(detection_masks.rows, torch.int64),
+            "bits": _t(detection_masks.bits, torch.uint8),
+        }
     atomic_write(path, lambda f: torch.save(payload, f), mode="wb")
 
 
@@ -229,6 +244,13 @@ def load_search_results(path: str) -> SavedSearchResults:
             g["offsets"].numpy(), g["boxes"].numpy(), g["person_ids"].numpy()
         )
         contexts = payload.get("query_contexts")
+        masks = payload.get("detection_masks")
+        if masks is not None:
+            masks = DetectionMasks(int(masks["size"]), masks["rows"].numpy(), masks["bits"].numpy())
+            if len(masks.rows) != len(d["scores"]):
+                raise ValueError(
+                    f"{path}: {len(masks.rows)} mask rows for {len(d['scores'])} detections"
+                )
         return SavedSearchResults(
             dataset_name=payload["dataset_name"],
             protocol=protocol,
@@ -237,9 +259,32 @@ def load_search_results(path: str) -> SavedSearchResults:
             query_embeddings=payload["query_embeddings"].numpy(),
             settings=dict(payload["settings"]),
             query_contexts=None if contexts is None else _detections_from_dict(contexts),
+            detection_masks=masks,
         )
     except (KeyError, AttributeError, TypeError) as e:
         raise ValueError(f"{path}: malformed person-search results file ({e!r})") from e
+
+
+def with_protocol(
+    saved: SavedSearchResults,
+    protocol: SearchProtocol,
+    ground_truth: GalleryGroundTruth,
+    dataset_name: str,
+    what: str = "the results file",
+) -> SavedSearchResults:
+    """``saved`` with another protocol and ground truth of the same test set (a registered
+    dataset's, to evaluate variants the file was not evaluated on); ValueError when its gallery
+    images or query count differ."""
+    if list(protocol.gallery_image_ids) != list(saved.protocol.gallery_image_ids):
+        raise ValueError(f"{what}: its gallery images differ from those of {dataset_name!r}")
+    if len(protocol.queries) != len(saved.query_embeddings):
+        raise ValueError(
+            f"{what}: {len(saved.query_embeddings)} query embeddings, {dataset_name!r} has "
+            f"{len(protocol.queries)} queries"
+        )
+    return dataclasses.replace(
+        saved, dataset_name=dataset_name, protocol=protocol, ground_truth=ground_truth
+    )
 
 
 def resolve_cbgm(

@@ -8,8 +8,10 @@ positive in its image. Among exactly equal similarities negatives are drawn firs
 pessimistic rule, so the first panel is correct exactly when the evaluation counts a top-1 hit.
 
 Drawing uses Detectron2's ``Visualizer``: the query box in blue, each match's box and a caption
-("#rank sim 0.83 det 0.97") in green (correct) or red (wrong); every panel also gets a frame of
-that colour, so correct and wrong matches differ even in a thumbnail. Panels are resized to one
+("#rank sim 0.83 det 0.97") in green (correct) or red (wrong), and its instance mask in the same
+colour when the results file holds the model's masks (a mask branch, ``MODEL.MASK_ON``:
+:mod:`~person_search.evaluation.detection_masks`); every panel also gets a frame of that colour,
+so correct and wrong matches differ even in a thumbnail. Panels are resized to one
 height and laid out left to right: query, match #1, match #2, ...
 """
 
@@ -27,6 +29,7 @@ from detectron2.utils.visualizer import Visualizer
 
 from person_search.data.search_protocol import QueryGalleries
 from person_search.evaluation.cbgm import CBGMParams
+from person_search.evaluation.detection_masks import DetectionMasks, paste_box_mask
 from person_search.evaluation.saved_results import SavedSearchResults, resolve_cbgm
 from person_search.evaluation.search_ranking import SearchRanker
 from person_search.utils.file_io import write_png
@@ -57,6 +60,8 @@ PANEL_HEIGHT = 320
 FRAME = 6
 GAP = 8
 _GAP_VALUE = 255  # white gaps
+# Opacity of a drawn instance mask.
+MASK_ALPHA = 0.4
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class SearchMatch:
         similarity: cosine similarity to the query embedding.
         score: detection score.
         correct: whether it is the evaluation's true positive in its image.
+        mask: (S, S) bool instance mask of the box (``DetectionMasks``), or None.
     """
 
     rank: int
@@ -80,6 +86,7 @@ class SearchMatch:
     similarity: float
     score: float
     correct: bool
+    mask: np.ndarray | None = None
 
 
 @dataclass
@@ -112,7 +119,11 @@ def _ranker(saved: SavedSearchResults, det_thresh: float, cbgm: CBGMParams | Non
 
 
 def _matches(
-    ranker: SearchRanker, variant: QueryGalleries, query_index: int, top_k: int
+    ranker: SearchRanker,
+    variant: QueryGalleries,
+    query_index: int,
+    top_k: int,
+    masks: DetectionMasks | None = None,
 ) -> list[SearchMatch]:
     ranking = ranker.rank(variant, query_index)
     dets = ranker.dets
@@ -125,6 +136,7 @@ def _matches(
             similarity=float(sim),
             score=float(dets.scores[d]),
             correct=bool(tp),
+            mask=None if masks is None else masks.mask(int(d)),
         )
         for r, (d, sim, tp) in enumerate(
             zip(
@@ -173,9 +185,11 @@ def draw_panel(
     caption: str,
     color: tuple[int, int, int],
     height: int = PANEL_HEIGHT,
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One framed panel: ``image_rgb`` resized to ``height`` (frame included), the box and
-    caption drawn by Detectron2's ``Visualizer``; (height, w, 3) uint8 RGB."""
+    """One framed panel: ``image_rgb`` resized to ``height`` (frame included), the box, the
+    box mask ``mask`` ((S, S) bool, optional) and the caption drawn by Detectron2's
+    ``Visualizer``; (height, w, 3) uint8 RGB."""
     inner = height - 2 * FRAME
     scale = inner / image_rgb.shape[0]
     width = max(1, int(round(image_rgb.shape[1] * scale)))
@@ -183,6 +197,9 @@ def draw_panel(
     color_f = tuple(c / 255.0 for c in color)
     vis = Visualizer(resized)
     x0, y0, x1, y1 = (np.asarray(box, dtype=np.float64) * scale).tolist()
+    if mask is not None:
+        pasted = paste_box_mask(mask, (x0, y0, x1, y1), inner, width)
+        vis.draw_binary_mask(pasted, color=color_f, alpha=MASK_ALPHA)
     vis.draw_box((x0, y0, x1, y1), alpha=1.0, edge_color=color_f)
     vis.draw_text(caption, (2, 2), color=color_f, horizontal_alignment="left")
     drawn = vis.get_output().get_image()[:inner, :width]
@@ -214,7 +231,7 @@ def draw_query_matches(
         verdict = "correct" if match.correct else "wrong"
         caption = f"#{match.rank} sim {match.similarity:.2f} det {match.score:.2f} {verdict}"
         color = CORRECT_COLOR if match.correct else WRONG_COLOR
-        panels.append(draw_panel(image, match.box, caption, color))
+        panels.append(draw_panel(image, match.box, caption, color, mask=match.mask))
     return hstack_panels(panels)
 
 
@@ -277,6 +294,7 @@ def visualize_saved_results(
     cbgm: bool | None = None,
     k1: int | None = None,
     k2: int | None = None,
+    show_masks: bool = True,
 ) -> list[QueryVisualization]:
     """Write ``output_dir/query_<index>.png`` for each query (atomically).
 
@@ -290,6 +308,7 @@ def visualize_saved_results(
         variant: protocol variant searched; ``None`` = the protocol's default variant.
         cbgm, k1, k2: rank with CBGM or not; ``None`` = as the saved evaluation did
             (:func:`~person_search.evaluation.saved_results.resolve_cbgm`).
+        show_masks: draw the matches' instance masks when the file holds them.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
@@ -304,10 +323,11 @@ def visualize_saved_results(
     if bad:
         raise ValueError(f"query indices {bad} are out of range [0, {num_queries})")
     ranker = _ranker(saved, det_thresh, resolve_cbgm(saved, cbgm, k1, k2))
+    masks = saved.detection_masks if show_masks else None
     os.makedirs(output_dir, exist_ok=True)
     out = []
     for q in query_indices:
-        matches = _matches(ranker, built, q, top_k)
+        matches = _matches(ranker, built, q, top_k, masks)
         query = protocol.queries[q]
         picture, columns = draw_query_matches(
             read_rgb(image_path(query.image_id)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import runpy
 import sys
@@ -253,8 +254,8 @@ def test_cli_unknown_key_exits_with_the_key(tiny_datasets_root):
 
 def test_launch_main_passes_trainer_and_config_hook(monkeypatch, tmp_path):
     """launch_main runs main(args, trainer_cls, add_config) in this process for one GPU / CPU:
-    the project's config hook is applied before the file's keys are read, and the trainer given
-    (not the TASK's) builds the model."""
+    the project's config hook is applied before the file's keys are read, its package's logger
+    is set up, and the trainer given (not the TASK's) builds the model."""
     calls = []
 
     def add_config(cfg):
@@ -271,6 +272,13 @@ def test_launch_main_passes_trainer_and_config_hook(monkeypatch, tmp_path):
             raise Stop
 
     argv = ["--config-file", str(OIM_TOY_CONFIG), "--eval-only", "OUTPUT_DIR", str(tmp_path)]
+    project_logger = logging.getLogger(add_config.__module__.split(".")[0])
+    assert not project_logger.handlers
     with pytest.raises(Stop):
         launch_main(RecordingTrainer, add_config, argv)
     assert calls == ["add_config", ("build_model", 7)]
+    # the config hook's package logs like the library (console and OUTPUT_DIR/log.txt)
+    assert any(
+        str(getattr(getattr(h, "stream", None), "name", "")).startswith(str(tmp_path))
+        for h in project_logger.handlers
+    )

@@ -286,3 +286,34 @@ def test_from_config(dataset, tmp_path):
         f"all/{k}" for k in ("mAP", "top1", "top5", "top10")
     }
     assert not (tmp_path / "search_results.pth").exists()
+
+
+def _with_masks(out: dict) -> dict:
+    """Give gallery instances ``pred_masks``: the left half of each box."""
+    if "instances" in out:
+        inst = out["instances"]
+        masks = torch.zeros(len(inst), 300, 300, dtype=torch.bool)
+        for k, (x0, y0, x1, y1) in enumerate(inst.pred_boxes.tensor.int().tolist()):
+            masks[k, y0:y1, x0 : (x0 + x1) // 2] = True
+        inst.pred_masks = masks
+    return out
+
+
+def test_evaluator_keeps_box_masks_of_kept_detections(dataset, tmp_path):
+    ev = PersonSearchEvaluator(dataset, det_thresh=0.5, output_dir=str(tmp_path))
+    ev.reset()
+    dicts = _dicts()
+    ev.process(dicts, [_with_masks(_outputs(d)) for d in dicts])
+    res = ev.evaluate()
+    plain = PersonSearchEvaluator(dataset, det_thresh=0.5, output_dir=str(tmp_path / "plain"))
+    assert res == _run(plain, dicts)  # masks change no metric
+    saved = load_search_results(str(tmp_path / "search_results.pth"))
+    masks = saved.detection_masks
+    assert masks is not None and len(masks.rows) == len(saved.detections.scores) == 6
+    # f1's 0.3-score detection (row 2) is below det_thresh: no mask kept
+    assert masks.rows.tolist() == [0, 1, -1, 2, 3, 4] and masks.mask(2) is None
+    half = masks.mask(0)
+    assert half.shape == (28, 28) and half[:, :14].all() and not half[:, 14:].any()
+    assert (
+        load_search_results(str(tmp_path / "plain" / "search_results.pth")).detection_masks is None
+    )

@@ -40,7 +40,7 @@ def test_bench_train_one_iteration_of_every_baseline(capsys):
     rows_out = bench.main(
         ["--part", "person_search", "--iters", "1", "--warmup", "0", "--threads", "1"]
     )
-    expected = ["hoim", "iidfc", "iidfc-no-pam", "oim", "seqnet", "seqnext"]
+    expected = ["hoim", "iidfc", "iidfc-no-pam", "maskguided", "oim", "seqnet", "seqnext"]
     assert sorted(r["model"] for r in rows_out) == expected
     for r in rows_out:
         assert math.isfinite(r["train_ips"]) and r["train_ips"] > 0
@@ -63,6 +63,16 @@ def test_bench_train_one_iteration_of_every_baseline(capsys):
     pam = speeds["iidfc"]["params_m"] - speeds["iidfc-no-pam"]["params_m"]
     assert 0 < pam * 1e6 < 100
     assert speeds["iidfc-no-pam"]["params_m"] == pytest.approx(speeds["hoim"]["params_m"])
+    # MaskGuidedPS: the toy OIM plus the mask head (its parameters on top of OIM's)
+    assert speeds["maskguided"]["params_m"] > speeds["oim"]["params_m"]
+
+
+def test_synthetic_scenes_with_masks_for_a_mask_branch():
+    bench = _load_bench()
+    (scene,) = bench.synthetic_scenes(1, np.random.default_rng(0), persons=3, ids=5, masks=True)
+    inst = scene["instances"]
+    assert inst.gt_has_mask.tolist() == [True, True, False]  # the last person is unlabelled
+    np.testing.assert_allclose(inst.gt_masks.get_bounding_boxes().tensor, inst.gt_boxes.tensor)
 
 
 def _table(out: str, title: str) -> tuple[list[str], dict[str, list[str]]]:

@@ -22,6 +22,14 @@ import numpy as np
 from ..datasets.cuhk_sysu import CUHK_SYSU_GALLERY_SIZES
 from .identities import make_identities
 from .io import save_mat
+from .person_masks import (
+    MASK_SEED_TAG,
+    ImagePersonMasks,
+    owner_polygons,
+    select_mask_images,
+    write_coco_masks,
+    write_labelme_masks,
+)
 from .scenes import (
     RenderedPerson,
     SceneSpec,
@@ -85,10 +93,19 @@ def write_cuhk_sysu(
     num_train_images: int = 120,
     num_test_images: int = 110,
     num_unlabelled_ids: int = 20,
+    mask_fraction: float = 0.0,
 ) -> dict:
     """Write a toy CUHK-SYSU dataset into the existing directory ``out_dir``.
 
-    Returns a summary (also written to ``toy_info.json``): sizes and the gallery sizes written.
+    Args:
+        mask_fraction: 0 = no person masks; else in (0, 1]: masks of the labelled persons
+            (visible part) on about this fraction of the training images, selected as
+            MaskGuidedPS selected its annotated images (portions of ``round(1 / fraction)``
+            images, see :mod:`.person_masks`), written in the labelme and COCO layouts under
+            ``out_dir/masks``. The images and annotation files are the same either way.
+
+    Returns a summary (also written to ``toy_info.json``): sizes, the gallery sizes written
+    and the masks written (``mask_fraction``, ``mask_images``, ``mask_persons``).
     """
     if num_test_ids < 1 or num_train_ids < 1 or num_unlabelled_ids < 1:
         raise ValueError("need at least one train, one test and one unlabelled identity")
@@ -125,8 +142,27 @@ def write_cuhk_sysu(
                 brightness=float(rng.uniform(0.65, 1.25)),
             )
         )
-    rendered = render_scenes(specs, rng)
     train_images = list(range(num_train_images))
+    masked = _select_masked(seed, mask_fraction, names, per_image, train_images)
+    person_masks: dict[int, ImagePersonMasks] = {}
+
+    def keep_masks(index: int, owner: np.ndarray) -> None:
+        if index not in masked:
+            return
+        labelled = [k for k, ident in enumerate(specs[index].identities) if ident.pid in train_ids]
+        persons = [owner_polygons(owner, k) for k in labelled]
+        person_masks[index] = ImagePersonMasks(
+            image_path=os.path.relpath(specs[index].path, out_dir),
+            height=specs[index].height,
+            width=specs[index].width,
+            persons=tuple(tuple(p) for p in persons if p),
+        )
+
+    rendered = render_scenes(specs, rng, on_owner=keep_masks)
+    with_masks = [person_masks[i] for i in sorted(masked, key=lambda i: int(names[i][1:-4]))]
+    if with_masks:
+        write_labelme_masks(out_dir, with_masks)
+        write_coco_masks(out_dir, with_masks)
     test_images = list(range(num_train_images, num_images))
 
     annotation_dir = os.path.join(out_dir, "annotation")
@@ -156,11 +192,31 @@ def write_cuhk_sysu(
         "occlusion_queries": subsets["occlusion"],
         "occluded_fractions": subsets["occluded_fractions"],
         "resolution_queries": subsets["resolution"],
+        "mask_fraction": float(mask_fraction),
+        "mask_images": len(with_masks),
+        "mask_persons": sum(len(m.persons) for m in with_masks),
     }
     with open(os.path.join(out_dir, "toy_info.json"), "w") as f:
         json.dump(summary, f, indent=2, sort_keys=True)
         f.write("\n")
     return summary
+
+
+def _select_masked(
+    seed: int,
+    fraction: float,
+    names: list[str],
+    per_image: list[list[int]],
+    train_images: list[int],
+) -> set[int]:
+    """The training images that get person masks (none when ``fraction`` is 0): the paper's
+    selection over the training images in dataset order (name number), from an RNG of its own."""
+    if fraction == 0:
+        return set()
+    order = sorted(train_images, key=lambda i: int(names[i][1:-4]))
+    has_labelled = [bool(pids) for pids in per_image]
+    rng = np.random.default_rng([seed, MASK_SEED_TAG])
+    return set(select_mask_images(order, has_labelled, fraction, rng))
 
 
 def _assign_split(rng: np.random.Generator, num_images: int, ids: list[int]) -> list[list[int]]:

@@ -8,7 +8,7 @@ that occlude them, and reports how much of each person stays visible.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,17 +167,21 @@ def compose_scene(
     rng: np.random.Generator,
     *,
     brightness: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_owner: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw ``persons`` back to front on ``background``, then maybe an occluding object.
 
     Args:
         background: (H, W, 3) float RGB.
         brightness: scene lighting, multiplies everything.
+        return_owner: also return the owner map (draws nothing more from ``rng``).
 
     Returns:
         image: (H, W, 3) uint8 RGB.
         visibility: (P,) float64, the fraction of each person's body pixels left visible (after
             other persons, scene objects and the image border).
+        owner (with ``return_owner``): (H, W) int64, per pixel the index in ``persons`` of the
+            person it shows (its visible body, accessory included), -1 elsewhere.
     """
     height, width = background.shape[:2]
     canvas = background.copy()
@@ -202,7 +206,8 @@ def compose_scene(
     canvas *= brightness
     visible = np.bincount(owner[owner >= 0], minlength=len(persons)).astype(np.float64)
     image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
-    return image, visible / body_pixels if len(persons) else np.zeros(0)
+    visibility = visible / body_pixels if len(persons) else np.zeros(0)
+    return (image, visibility, owner) if return_owner else (image, visibility)
 
 
 def _draw_occluder(canvas: np.ndarray, owner: np.ndarray, rng: np.random.Generator) -> None:
@@ -298,16 +303,30 @@ class RenderedPerson:
 
 
 def render_scenes(
-    specs: Sequence[SceneSpec], rng: np.random.Generator, *, allow_outside: bool = False
+    specs: Sequence[SceneSpec],
+    rng: np.random.Generator,
+    *,
+    allow_outside: bool = False,
+    on_owner: Callable[[int, np.ndarray], None] | None = None,
 ) -> list[list[RenderedPerson]]:
-    """Render and save every scene of ``specs`` (in order); returns the persons of each."""
+    """Render and save every scene of ``specs`` (in order); returns the persons of each.
+
+    Args:
+        on_owner: called with ``(scene index, owner map)`` for every scene (the (H, W) map of
+            :func:`compose_scene`, indices into that scene's returned persons); it draws nothing
+            from ``rng``, so the scenes are the same with or without it.
+    """
     out = []
-    for spec in specs:
+    for index, spec in enumerate(specs):
         background = render_background(spec.style, spec.height, spec.width, rng)
         persons = place_persons(
             spec.identities, spec.height, spec.width, rng, allow_outside=allow_outside
         )
-        image, visibility = compose_scene(background, persons, rng, brightness=spec.brightness)
+        image, visibility, owner = compose_scene(
+            background, persons, rng, brightness=spec.brightness, return_owner=True
+        )
+        if on_owner is not None:
+            on_owner(index, owner)
         save_jpeg(spec.path, image)
         out.append(
             [RenderedPerson(p.identity.pid, p.box, float(v)) for p, v in zip(persons, visibility)]

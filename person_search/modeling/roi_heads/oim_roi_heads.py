@@ -20,7 +20,9 @@ At inference the embedding of a detection is the one of the proposal it was regr
 each a sequence of overridable steps (each docstring says what a project overrides it for):
 :meth:`~OIMROIHeads.roi_features` -> :meth:`~OIMROIHeads.transform_roi_features` (identity) ->
 :meth:`~OIMROIHeads.pool` -> :meth:`~OIMROIHeads.forward_box`, :meth:`~OIMROIHeads.forward_reid`,
-:meth:`~OIMROIHeads.forward_mask`; queries go through :meth:`~OIMROIHeads.box_embeddings`.
+:meth:`~OIMROIHeads.forward_mask` (its training proposals:
+:meth:`~OIMROIHeads.mask_training_selection`); queries go through
+:meth:`~OIMROIHeads.box_embeddings`.
 """
 
 from __future__ import annotations
@@ -316,7 +318,8 @@ class OIMROIHeads(Res5ROIHeads):
         detections' boxes are computed from ``features`` (through
         :meth:`transform_roi_features`) and ``instances`` get ``pred_masks``.
 
-        Override for another mask loss weighting (MaskGuidedPS).
+        Override for another mask branch; to change which proposals train it, override
+        :meth:`mask_training_selection`.
         """
         if not self.mask_on:
             return {} if self.training else instances
@@ -328,12 +331,18 @@ class OIMROIHeads(Res5ROIHeads):
             return self.mask_head(x, instances)
         foreground, fg_masks = select_foreground_proposals(instances, self.num_classes)
         x = roi_features[torch.cat(fg_masks)]
-        with_mask = [
+        with_mask = self.mask_training_selection(foreground)
+        selected = [p[keep] for p, keep in zip(foreground, with_mask)]
+        return self.mask_head(x[torch.cat(with_mask)], selected)
+
+    def mask_training_selection(self, foreground: PerImage) -> list[torch.Tensor]:
+        """Training: which foreground proposals the mask head (and its loss) reads, per image an
+        (n_i,) bool tensor: those matched to a person with a mask (``gt_has_mask``; all when the
+        field is absent). Override to narrow it (MaskGuidedPS: labelled persons only)."""
+        return [
             p.gt_has_mask if p.has("gt_has_mask") else torch.ones_like(p.gt_classes, dtype=bool)
             for p in foreground
         ]
-        selected = [p[keep] for p, keep in zip(foreground, with_mask)]
-        return self.mask_head(x[torch.cat(with_mask)], selected)
 
     # ------------------------------------------------------------------------------ forward
     def box_embeddings(
