@@ -1,5 +1,6 @@
-"""benchmarks/bench_train.py: one timed step of every person-search baseline and every re-id
-model (the library's baseline, PAN and SGSFA)."""
+"""benchmarks/bench_train.py: one timed step of every person-search model (the baselines and
+the projects, MGOFE beside SeqNeXt) and every re-id model (the library's baseline, PAN and
+SGSFA)."""
 
 from __future__ import annotations
 
@@ -40,12 +41,14 @@ def test_bench_train_one_iteration_of_every_baseline(capsys):
     rows_out = bench.main(
         ["--part", "person_search", "--iters", "1", "--warmup", "0", "--threads", "1"]
     )
-    assert sorted(r["model"] for r in rows_out) == ["hoim", "oim", "seqnet", "seqnext"]
+    assert sorted(r["model"] for r in rows_out) == sorted(bench.PS_MODELS)
+    assert {"hoim", "oim", "seqnet", "seqnext", "mgofe"} <= set(bench.PS_MODELS)
     for r in rows_out:
         assert math.isfinite(r["train_ips"]) and r["train_ips"] > 0
         assert math.isfinite(r["infer_ips"]) and r["infer_ips"] > 0
         assert r["params_m"] > 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header[:4] == ["model", "batch", "params (M)", "train img/s"]
     assert "infer img/s" in header and header.count("x oim") == 2
@@ -58,6 +61,17 @@ def test_bench_train_one_iteration_of_every_baseline(capsys):
     for name, row in rows.items():  # the printed ratios are the measured speeds' ratios
         expected = speeds[name]["train_ips"] / speeds["oim"]["train_ips"]
         assert float(row[ratios[0]]) == pytest.approx(expected, abs=0.006)
+    # a project beside its baseline: speed ratios and the inference cost, measured in this run
+    cost = speeds["seqnext"]["infer_ips"] / speeds["mgofe"]["infer_ips"]
+    (line,) = [x for x in out.splitlines() if x.startswith("mgofe vs seqnext:")]
+    assert f"inference cost x{cost:.3f} (target <= 1.05)" in line
+    # the same initial weights (same seed): the same detections of the untrained models
+    assert speeds["mgofe"]["dets_per_image"] == speeds["seqnext"]["dets_per_image"]
+    # MGRO's occlusion op timed apart, as a share of MGOFE's training step
+    assert speeds["mgofe"]["mgro_step_seconds"] > 0
+    assert speeds["seqnext"]["mgro_step_seconds"] is None
+    (share,) = [x for x in out.splitlines() if x.startswith("mgofe: occlusion op")]
+    assert share.endswith("(target < 2%)")
 
 
 def _table(out: str, title: str) -> tuple[list[str], dict[str, list[str]]]:
