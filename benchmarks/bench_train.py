@@ -16,13 +16,18 @@ after ``--warmup`` untimed steps:
   on batches of ``SOLVER.IMS_PER_BATCH`` synthetic scene images of the toy size (240 x 320,
   ``--persons`` person boxes each, identities drawn from ``--ids``); images/s (larger batches
   amortise more per-step overhead: the batch is printed).
-* **gallery inference**: ``--iters`` scene images, one per forward pass as the test loader
-  feeds them, detection + embedding; images/s, and the mean number of detections returned (an
-  untrained model's detections, hence SeqNet's second-stage work, depend on its random init).
+* **gallery inference** (first, on the model as initialised): ``--iters`` scene images, one
+  per forward pass as the test loader feeds them, detection + embedding; images/s, and the mean
+  number of detections returned (an untrained model's detections, hence SeqNet's second-stage
+  work, depend on its random init; a project built on a baseline from the same seed starts
+  from the same weights, so MGOFE and SeqNeXt make the same detections).
 
 Inputs are synthetic (uniform noise with flat-coloured person rectangles), so no dataset is
 needed and every run sees the same tensors (``--seed``). Each speed is also printed as a ratio
-to OIM's measured in the same run (the reference).
+to OIM's measured in the same run (the reference), and a project's to its baseline's
+(``PS_BASELINES``: speed ratios, and the inference cost = baseline img/s / model img/s). A
+config with ``INPUT.MGRO`` on trains on MGRO's occluded copies, made by the occlusion op as the
+training mapper makes them, timed apart: its share of a training step (op + step) is printed.
 
 **Re-id.** For each model of ``REID_MODELS`` (the library's BNNeck baseline and the projects'
 heads, PAN and SGSFA, at their toy configs: 128x64 crops) it times ``--iters`` training steps on
@@ -49,6 +54,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 from tabulate import tabulate
 
+from person_search.data.occlusion import MGRO
 from person_search.engine import Trainer, build_optimizer, import_add_config, load_config
 
 _ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -76,6 +82,14 @@ PS_MODELS["maskguided"] = (
     os.path.join(_ROOT, "projects", "MaskGuidedPS", "configs", "maskguided_toy_cuhk_sysu.yaml"),
     "maskguided:add_maskguided_config",
 )
+PS_MODELS["mgofe"] = (
+    os.path.join(_ROOT, "projects", "MGOFE", "configs", "mgofe_toy_cuhk_sysu.yaml"),
+    "mgofe:add_mgofe_config",
+)
+# Project -> the library baseline it is built on (ratios printed when both are timed).
+PS_BASELINES = {"mgofe": "seqnext", "iidfc": "hoim", "iidfc-no-pam": "hoim", "maskguided": "oim"}
+# Project -> its issue's target on the inference cost (baseline img/s / project img/s).
+INFERENCE_COST_TARGETS = {"mgofe": 1.05}
 # Re-id models: name -> (toy config, "module:function" adding the project's config keys).
 REID_MODELS = {
     "reid-baseline": (os.path.join(_ROOT, "configs", "reid", "toy_market1501.yaml"), None),
@@ -132,6 +146,20 @@ def synthetic_scenes(
             }
         )
     return out
+
+
+def add_mgro_copies(scenes: list[dict], cfg) -> float:
+    """Give every training scene MGRO's ``occluded_images`` (``cfg.INPUT.MGRO``; image i at
+    iteration i, as the training mapper makes them); returns the seconds the op took."""
+    mgro = MGRO.from_config(cfg, base_seed=max(cfg.SEED, 0))
+    start = time.perf_counter()
+    for i, scene in enumerate(scenes):
+        image = scene["image"].permute(1, 2, 0).numpy()
+        copies = mgro.copies(image, scene["instances"].gt_boxes.tensor.numpy(), i, i)
+        scene["occluded_images"] = torch.from_numpy(
+            np.ascontiguousarray(copies.transpose(0, 3, 1, 2))
+        )
+    return time.perf_counter() - start
 
 
 def _sync(device: str) -> None:
@@ -199,12 +227,15 @@ def bench_config(
         ids=args.ids,
         masks=cfg.MODEL.MASK_ON,
     )
-    batches = [scenes[i : i + batch] for i in range(0, len(scenes), batch)]
-    train_ips = _train_speed(model, optimizer, batches, args)
-    gallery = [{k: v for k, v in s.items() if k != "instances"} for s in scenes]
+    # Inference first, on the model as initialised: models that share their init (a project
+    # and its baseline, built from the same seed) then make the same detections.
+    gallery = [{"image": s["image"], "height": s["height"], "width": s["width"]} for s in scenes]
     infer_ips, outputs = _inference_speed(
         model, [[x] for x in gallery][: args.warmup + args.iters], args
     )
+    mgro_seconds = add_mgro_copies(scenes, cfg) if cfg.INPUT.MGRO.ENABLED else None
+    batches = [scenes[i : i + batch] for i in range(0, len(scenes), batch)]
+    train_ips = _train_speed(model, optimizer, batches, args)
     detections = sum(len(out[0]["instances"]) for out in outputs)
     num_params = sum(p.numel() for p in model.parameters())
     return {
@@ -215,6 +246,8 @@ def bench_config(
         "infer_ips": infer_ips,
         "dets_per_image": detections / args.iters,
         "params_m": num_params / 1e6,
+        # the op's seconds per training step (batch images), None without MGRO
+        "mgro_step_seconds": None if mgro_seconds is None else mgro_seconds / len(batches),
     }
 
 
@@ -311,6 +344,30 @@ def _print_table(
     print(tabulate(table, headers=headers, floatfmt=".2f", tablefmt="pipe"))
 
 
+def _print_project_ratios(rows: list[dict]) -> None:
+    """Each project beside its baseline (``PS_BASELINES``), and the occlusion op's share of a
+    training step of every model trained with MGRO."""
+    speeds = {r["model"]: r for r in rows}
+    for model, base in PS_BASELINES.items():
+        if model in speeds and base in speeds:
+            m, b = speeds[model], speeds[base]
+            target = INFERENCE_COST_TARGETS.get(model)
+            print(
+                f"{model} vs {base}: training x{m['train_ips'] / b['train_ips']:.2f} "
+                f"img/s, gallery inference x{m['infer_ips'] / b['infer_ips']:.2f} img/s, "
+                f"inference cost x{b['infer_ips'] / m['infer_ips']:.3f}"
+                + ("" if target is None else f" (target <= {target:g})")
+            )
+    for r in rows:
+        if r.get("mgro_step_seconds") is not None:
+            step = r["batch"] / r["train_ips"]
+            share = r["mgro_step_seconds"] / (r["mgro_step_seconds"] + step)
+            print(
+                f"{r['model']}: occlusion op (MGRO copies) {1e3 * r['mgro_step_seconds']:.2f} ms "
+                f"per training step of {1e3 * step:.0f} ms: {100 * share:.2f}% (target < 2%)"
+            )
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", default="all", choices=PARTS, help="which models to time")
@@ -367,6 +424,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             [("batch", "batch"), ("params (M)", "params_m")],
             [("dets/img", "dets_per_image")],
         )
+        _print_project_ratios(ps_rows)
         rows += ps_rows
     if args.part in ("all", "reid"):
         reid_rows = [dict(bench_reid_model(n, args), task="reid") for n in args.reid_models]

@@ -4,13 +4,16 @@
     python tools/evaluate_saved.py OUTPUT/inference/search_results.pth --det-thresh 0.3
     python tools/evaluate_saved.py FILE --variants gallery_100 gallery_4000 --no-cbgm
     python tools/evaluate_saved.py FILE --dataset cuhk_sysu_test   # protocol from the catalog
+    python tools/evaluate_saved.py FILE --occlusion-curve curve.png  # occluded-query curve
 
 The file (written by ``PersonSearchEvaluator``) holds every detection, embedding, the ground
 truth, the evaluated protocol variants and, when the model ran with CBGM on, each query's CBGM
 context; ``--dataset`` instead re-reads the protocol and ground truth of a registered dataset
 (its files must be present), e.g. to evaluate other variants, through the protocol cache
 (``--no-cache``: parse the protocol files again, write no cache). Detection threshold and CBGM
-default to what the saving run used, so the numbers are the evaluator's.
+default to what the saving run used, so the numbers are the evaluator's. A file saved with the
+occluded-query evaluation on (``TEST.PERSON_SEARCH.OCCLUDED_QUERIES``) is re-evaluated on it
+too (table and metrics; ``--occlusion-curve`` draws its PNG curve).
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ import person_search  # noqa: F401  (compat layer first: registers datasets)
 from detectron2.utils.logger import setup_logger
 
 from person_search.data.datasets import set_data_options
+from person_search.evaluation.occluded_queries import (
+    evaluate_occluded_queries,
+    format_occluded_query_table,
+    plot_occluded_query_curves,
+)
 from person_search.evaluation.person_search_evaluator import (
     compute_person_search_metrics,
     format_results_table,
@@ -66,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--k2", type=int, default=None, help="CBGM: context nodes (default: saved, 3)"
     )
     parser.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    parser.add_argument(
+        "--occlusion-curve",
+        default=None,
+        help="draw the occluded-query curve (PNG) of a file saved with the occluded-query "
+        "evaluation on",
+    )
     return parser.parse_args(argv)
 
 
@@ -100,6 +114,23 @@ def main(argv: list[str] | None = None) -> OrderedDict:
     table = format_results_table(
         results, per_variant, dataset_name=dataset_name, det_thresh=det_thresh, cbgm=cbgm
     )
+    if saved.occluded_queries is not None:
+        curve = evaluate_occluded_queries(
+            protocol,
+            saved.detections,
+            saved.query_embeddings,
+            saved.occluded_queries,
+            det_thresh=det_thresh,
+        )
+        results["occluded_query"] = curve.metrics()
+        table += "\n" + format_occluded_query_table(curve, dataset_name)
+        if args.occlusion_curve:
+            plot_occluded_query_curves({dataset_name: curve}, args.occlusion_curve)
+    elif args.occlusion_curve:
+        raise ValueError(
+            f"{args.file} holds no occluded-query embeddings (evaluate the model with "
+            "TEST.PERSON_SEARCH.OCCLUDED_QUERIES.ENABLED True): no --occlusion-curve to draw"
+        )
     logger.info(f"{args.file}\n{table}")
     if args.json:
         atomic_write(args.json, lambda f: json.dump(results, f, indent=2), mode="w")

@@ -36,6 +36,25 @@ def add_eval_config(cfg: CN) -> None:
     _C.TEST.PERSON_SEARCH.CBGM.K1 = 10
     # Context nodes per query: the query box, then the query image's detections by score.
     _C.TEST.PERSON_SEARCH.CBGM.K2 = 3
+    # Occluded-query robustness (ours; no paper or toolkit reports it): each query is embedded
+    # again from copies of its image in which random grid cells of the query box are covered
+    # (the compiled occlusion op; never the whole box), one copy per (grid, coverage) setting,
+    # and searched in the same gallery detections (the protocol's default variant, no CBGM).
+    # Reported per setting (search mAP / top-1, mean covered fraction of the box) beside the
+    # unoccluded queries, as a table and OUTPUT/inference/<dataset>/occluded_queries.png.
+    _C.TEST.PERSON_SEARCH.OCCLUDED_QUERIES = CN()
+    # Whether the evaluation runs (the test mapper makes the copies; the model embeds each).
+    _C.TEST.PERSON_SEARCH.OCCLUDED_QUERIES.ENABLED = False
+    # (rows, cols) grids the query box is split into: one curve each (MGRO's levels).
+    _C.TEST.PERSON_SEARCH.OCCLUDED_QUERIES.GRIDS = [[2, 1], [2, 2]]
+    # Probabilities that a cell is covered, each in (0, 1]: the points of each curve.
+    _C.TEST.PERSON_SEARCH.OCCLUDED_QUERIES.COVERAGES = [0.25, 0.5, 0.75]
+    # Fill of covered cells: "mean" (image's per-channel mean), "constant" or "noise".
+    _C.TEST.PERSON_SEARCH.OCCLUDED_QUERIES.FILL = "mean"
+    # Value of FILL "constant", an integer 0..255.
+    _C.TEST.PERSON_SEARCH.OCCLUDED_QUERIES.FILL_VALUE = 0
+    # Fixed seed of the copies (with the query index): every model sees the same occlusions.
+    _C.TEST.PERSON_SEARCH.OCCLUDED_QUERIES.SEED = 0
 
     # ------------------------------------------------------------------ re-id (ReIDEvaluator)
     _C.TEST.REID = CN()

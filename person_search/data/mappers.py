@@ -12,7 +12,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import Boxes
 
 from .build import ITERATION_KEY, MAPPER_REGISTRY
-from .occlusion import MGRO
+from .occlusion import MGRO, QueryOcclusion
 
 __all__ = ["PersonSearchDatasetMapper"]
 
@@ -35,7 +35,11 @@ class PersonSearchDatasetMapper:
       image_id)``.
     * test scene images: ``annotations`` unchanged (original coordinates, for evaluation).
     * query dicts: ``query_boxes`` (Boxes (1, 4), in the resized image's coordinates),
-      ``query_index`` and ``person_id``.
+      ``query_index`` and ``person_id``; with the occluded-query evaluation on
+      (``TEST.PERSON_SEARCH.OCCLUDED_QUERIES``), also ``occluded_query_images`` (K, C, H, W)
+      uint8, copies of ``image`` with only the query box partly covered, one per (grid,
+      coverage) setting, and ``occluded_query_coverage`` (K,) float32, the fraction of the
+      box's pixels each covers (:class:`~.occlusion.QueryOcclusion`).
     """
 
     @configurable
@@ -48,6 +52,7 @@ class PersonSearchDatasetMapper:
         use_instance_mask: bool = False,
         instance_mask_format: str = "polygon",
         mgro: MGRO | None = None,
+        query_occlusion: QueryOcclusion | None = None,
     ):
         """
         Args:
@@ -57,6 +62,8 @@ class PersonSearchDatasetMapper:
             use_instance_mask: put ``gt_masks`` and ``gt_has_mask`` in training instances.
             instance_mask_format: "polygon" or "bitmask".
             mgro: training only: make MGRO's occluded copies (``occluded_images``); None = off.
+            query_occlusion: test only: make occluded copies of query images
+                (``occluded_query_images``); None = off.
         """
         if instance_mask_format not in ("polygon", "bitmask"):
             raise ValueError(f"INPUT.MASK_FORMAT={instance_mask_format!r}: 'polygon' or 'bitmask'")
@@ -66,6 +73,7 @@ class PersonSearchDatasetMapper:
         self.use_instance_mask = use_instance_mask
         self.instance_mask_format = instance_mask_format
         self.mgro = mgro if is_train else None
+        self.query_occlusion = None if is_train else query_occlusion
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> dict:
@@ -76,6 +84,11 @@ class PersonSearchDatasetMapper:
             "use_instance_mask": cfg.MODEL.MASK_ON,
             "instance_mask_format": cfg.INPUT.MASK_FORMAT,
             "mgro": MGRO.from_config(cfg) if is_train and cfg.INPUT.MGRO.ENABLED else None,
+            "query_occlusion": (
+                QueryOcclusion.from_config(cfg)
+                if not is_train and cfg.TEST.PERSON_SEARCH.OCCLUDED_QUERIES.ENABLED
+                else None
+            ),
         }
 
     def _read(self, dataset_dict: dict) -> np.ndarray:
@@ -104,6 +117,8 @@ class PersonSearchDatasetMapper:
             dataset_dict["query_boxes"] = Boxes(
                 torch.as_tensor(transforms.apply_box(box), dtype=torch.float32)
             )
+            if self.query_occlusion is not None:
+                self._occluded_query(dataset_dict, image)
             return dataset_dict
         if not self.is_train:
             return dataset_dict
@@ -131,6 +146,21 @@ class PersonSearchDatasetMapper:
         if self.mgro is not None:
             dataset_dict["occluded_images"] = self._occluded_images(dataset_dict, image, instances)
         return dataset_dict
+
+    def _occluded_query(self, dataset_dict: dict, image: np.ndarray) -> None:
+        """Add the occluded copies of a query's augmented (H, W, C) ``image`` and their
+        coverage, seeded by its ``query_index``."""
+        if "query_index" not in dataset_dict:
+            raise KeyError(
+                f"{dataset_dict['file_name']}: the occluded-query evaluation seeds each query's "
+                "copies with its 'query_index', which this query dict lacks"
+            )
+        box = dataset_dict["query_boxes"].tensor[0].tolist()
+        copies, coverage = self.query_occlusion.copies(image, box, dataset_dict["query_index"])
+        dataset_dict["occluded_query_images"] = torch.as_tensor(
+            np.ascontiguousarray(copies.transpose(0, 3, 1, 2))
+        )
+        dataset_dict["occluded_query_coverage"] = torch.from_numpy(coverage)
 
     def _placeholder_mask(self, image_shape: tuple[int, int]) -> list | np.ndarray:
         """The empty mask of a person without one: no polygon, or an all-zero bitmask."""

@@ -15,7 +15,14 @@ Metrics are in percent (Detectron2's convention)::
 
     {"search": {"mAP", "top1", "top5", "top10"                  # the protocol's default variant
                 "<variant>/mAP", "<variant>/top1", ...},          # every evaluated variant
-     "detection": {"AP", "recall", "labelled_AP", "labelled_recall"}}
+     "detection": {"AP", "recall", "labelled_AP", "labelled_recall"},
+     "occluded_query": {"clean/mAP", "clean/top1",                # with OCCLUDED_QUERIES on
+                        "<grid>@<coverage>/mAP", ".../top1", ".../covered"}}
+
+With ``TEST.PERSON_SEARCH.OCCLUDED_QUERIES`` on, the queries' inputs carry occluded copies of
+their image and the model's outputs their embeddings (``occluded_query_embeddings``): the
+evaluator also reports search on each occluded version (:mod:`.occluded_queries`), as a table,
+``occluded_queries.png`` in ``output_dir`` and in the results file.
 """
 
 from __future__ import annotations
@@ -37,11 +44,19 @@ from detectron2.utils import comm
 from tabulate import tabulate
 
 from person_search.data.datasets import get_search_protocol
+from person_search.data.occlusion import QueryOcclusion
 from person_search.data.search_protocol import QueryGalleries, SearchProtocol
 
 from .cbgm import CBGMParams
 from .detection_masks import DetectionMasks, box_masks
 from .detection_metrics import GalleryGroundTruth, evaluate_detection
+from .occluded_queries import (
+    CURVE_FILE,
+    OccludedQueryData,
+    evaluate_occluded_queries,
+    format_occluded_query_table,
+    plot_occluded_query_curves,
+)
 from .saved_results import save_search_results
 from .search_metrics import TOPK, VariantResult, evaluate_search, summarize_search
 from .search_ranking import GalleryDetections
@@ -160,6 +175,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
         cbgm: CBGMParams | None = None,
         save_results: bool = True,
         distributed: bool = True,
+        occluded_queries: QueryOcclusion | None = None,
     ) -> None:
         """
         Args:
@@ -170,6 +186,8 @@ class PersonSearchEvaluator(DatasetEvaluator):
             cbgm: enable context bipartite graph matching with these parameters.
             save_results: write the results file when ``output_dir`` is set.
             distributed: gather the outputs of all workers, evaluate on the main process.
+            occluded_queries: the settings of the occluded-query evaluation (the test mapper's
+                copies), None = off.
         """
         if not 0.0 <= det_thresh <= 1.0:
             raise ValueError(f"det_thresh must be in [0, 1], got {det_thresh}")
@@ -180,6 +198,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
         self._cbgm = cbgm
         self._save = save_results
         self._distributed = distributed
+        self._occlusion = occluded_queries
         self.reset()
 
     @classmethod
@@ -195,6 +214,9 @@ class PersonSearchEvaluator(DatasetEvaluator):
             "variants": list(ps.VARIANTS),
             "cbgm": cbgm,
             "save_results": ps.SAVE_RESULTS,
+            "occluded_queries": (
+                QueryOcclusion.from_config(cfg) if ps.OCCLUDED_QUERIES.ENABLED else None
+            ),
         }
 
     def reset(self) -> None:
@@ -202,6 +224,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
         self._queries: dict[int, np.ndarray] = {}
         self._contexts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._occluded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def process(self, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
         """Store each query embedding and context (by ``query_index``) and every gallery
@@ -227,6 +250,8 @@ class PersonSearchEvaluator(DatasetEvaluator):
                     self._contexts[int(inp["query_index"])] = _detection_arrays(
                         out["query_context"], what
                     )
+                if self._occlusion is not None:
+                    self._occluded[int(inp["query_index"])] = self._occluded_arrays(inp, out)
                 continue
             if "instances" not in out:
                 raise KeyError(
@@ -237,8 +262,8 @@ class PersonSearchEvaluator(DatasetEvaluator):
             if out["instances"].has("pred_masks"):
                 self._masks[inp["image_id"]] = _kept_masks(out["instances"], self._det_thresh)
 
-    def _gathered(self) -> tuple[dict, dict, dict, dict] | None:
-        parts = (self._gallery, self._queries, self._contexts, self._masks)
+    def _gathered(self) -> tuple[dict, dict, dict, dict, dict] | None:
+        parts = (self._gallery, self._queries, self._contexts, self._masks, self._occluded)
         if not self._distributed or comm.get_world_size() == 1:
             return parts
         comm.synchronize()
@@ -254,7 +279,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
         gathered = self._gathered()
         if gathered is None:
             return {}
-        gallery, queries, contexts, masks = gathered
+        gallery, queries, contexts, masks, occluded = gathered
         protocol, ground_truth = load_protocol_and_ground_truth(self._dataset_name)
         detections = self._detections(protocol, gallery, queries)
         detection_masks = self._detection_masks(protocol, masks)
@@ -282,6 +307,22 @@ class PersonSearchEvaluator(DatasetEvaluator):
                 cbgm=self._cbgm,
             )
         )
+        occluded_data = None
+        if self._occlusion is not None:
+            occluded_data = self._occluded_data(protocol, occluded)
+            curve = evaluate_occluded_queries(
+                protocol,
+                detections,
+                query_embeddings,
+                occluded_data,
+                det_thresh=self._det_thresh,
+            )
+            results["occluded_query"] = curve.metrics()
+            logger.info("\n" + format_occluded_query_table(curve, self._dataset_name))
+            if self._output_dir:
+                path = os.path.join(self._output_dir, CURVE_FILE)
+                plot_occluded_query_curves({self._dataset_name: curve}, path)
+                logger.info(f"Saved the occluded-query curve to {path}")
         if self._output_dir and self._save:
             path = os.path.join(self._output_dir, RESULTS_FILE)
             save_search_results(
@@ -299,6 +340,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
                 },
                 query_contexts=query_contexts,
                 detection_masks=detection_masks,
+                occluded_queries=occluded_data,
             )
             logger.info(f"Saved person-search results to {path}")
         return copy.deepcopy(results)
@@ -347,6 +389,42 @@ class PersonSearchEvaluator(DatasetEvaluator):
     def _query_embeddings(self, protocol: SearchProtocol, queries: dict) -> np.ndarray:
         embeddings = self._in_query_order(protocol, queries, "query embedding")
         return np.stack(embeddings).astype(np.float32)
+
+    def _occluded_arrays(self, inp: dict, out: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(K, D) occluded-query embeddings and (K,) covered fractions of one query."""
+        what = f"query {inp['query_index']} ({inp.get('image_id')})"
+        k = len(self._occlusion.settings)
+        if "occluded_query_coverage" not in inp:
+            raise KeyError(
+                f"{what}: TEST.PERSON_SEARCH.OCCLUDED_QUERIES is on but the input has no "
+                "'occluded_query_coverage' (the test mapper makes the copies: "
+                "PersonSearchDatasetMapper built with the same config)"
+            )
+        if "occluded_query_embeddings" not in out:
+            raise KeyError(
+                f"{what}: TEST.PERSON_SEARCH.OCCLUDED_QUERIES is on but the model output has no "
+                "'occluded_query_embeddings' (PersonSearchRCNN returns them for inputs with "
+                "'occluded_query_images')"
+            )
+        emb = out["occluded_query_embeddings"].detach().to("cpu", dtype=torch.float32).numpy()
+        covered = inp["occluded_query_coverage"].detach().to("cpu", torch.float32).numpy()
+        if emb.ndim != 2 or len(emb) != k or covered.shape != (k,):
+            raise ValueError(
+                f"{what}: expected {k} occluded versions (TEST.PERSON_SEARCH.OCCLUDED_QUERIES), "
+                f"got embeddings {emb.shape} and coverage {covered.shape}"
+            )
+        return emb, covered
+
+    def _occluded_data(self, protocol: SearchProtocol, occluded: dict) -> OccludedQueryData:
+        per_query = self._in_query_order(protocol, occluded, "occluded-query embeddings")
+        return OccludedQueryData(
+            grids=list(self._occlusion.grids),
+            coverages=list(self._occlusion.coverages),
+            fill=self._occlusion.fill,
+            seed=self._occlusion.seed,
+            embeddings=np.stack([e for e, _ in per_query]),
+            covered=np.stack([c for _, c in per_query]),
+        )
 
     def _query_contexts(
         self, protocol: SearchProtocol, contexts: dict, dim: int

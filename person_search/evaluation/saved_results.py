@@ -10,7 +10,7 @@ files. Only tensors and plain Python types are stored, so it loads with
 
 Layout (``torch.save`` of a dict)::
 
-    format: "person_search.search_results", version: 2, dataset_name: str,
+    format: "person_search.search_results", version: 3, dataset_name: str,
     settings: {det_thresh, cbgm_k1, cbgm_k2 (None when off)}   # what the saving run used
     protocol: {name, default_variant, gallery_image_ids, gallery_camera_ids,
                query_image_ids, query_boxes, query_person_ids, query_camera_ids,
@@ -24,8 +24,11 @@ Layout (``torch.save`` of a dict)::
     detection_masks: {size, rows, bits} (a model with a mask branch, for drawing: the box masks
                      of the detections scoring >= det_thresh, :mod:`.detection_masks`); absent
                      otherwise
+    occluded_queries: {grids (G, 2), coverages (C,), fill, seed, embeddings (Q, K, D),
+                       covered (Q, K)} or None          # the occluded-query evaluation
 
-Version 1 files (no ``query_contexts``) are read too, without contexts.
+Version 1 files (no ``query_contexts``) and version 2 files (no ``occluded_queries``) are read
+too, without them.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from person_search.utils.file_io import atomic_write
 from .cbgm import CBGMParams
 from .detection_masks import DetectionMasks
 from .detection_metrics import GalleryGroundTruth
+from .occluded_queries import OccludedQueryData
 from .search_ranking import GalleryDetections
 
 __all__ = [
@@ -57,8 +61,9 @@ __all__ = [
 ]
 
 RESULTS_FORMAT = "person_search.search_results"
-RESULTS_VERSION = 2
-_READABLE_VERSIONS = (1, 2)  # version 1: written before query contexts were saved
+RESULTS_VERSION = 3
+# version 1: written before query contexts were saved; 2: before occluded queries were
+_READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass
@@ -73,6 +78,7 @@ class SavedSearchResults:
     settings: dict[str, Any]
     query_contexts: GalleryDetections | None = None
     detection_masks: DetectionMasks | None = None
+    occluded_queries: OccludedQueryData | None = None
 
 
 def _t(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -119,6 +125,30 @@ def _detections_from_dict(d: dict[str, torch.Tensor]) -> GalleryDetections:
     )
 
 
+def _occluded_to_dict(data: OccludedQueryData | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    return {
+        "grids": _t(np.asarray(data.grids, dtype=np.int64).reshape(-1, 2), torch.int64),
+        "coverages": _t(np.asarray(data.coverages, dtype=np.float64), torch.float64),
+        "fill": data.fill,
+        "seed": int(data.seed),
+        "embeddings": _t(data.embeddings, torch.float32),
+        "covered": _t(data.covered, torch.float32),
+    }
+
+
+def _occluded_from_dict(d: dict[str, Any]) -> OccludedQueryData:
+    return OccludedQueryData(
+        grids=[tuple(g) for g in d["grids"].tolist()],
+        coverages=d["coverages"].tolist(),
+        fill=d["fill"],
+        seed=int(d["seed"]),
+        embeddings=d["embeddings"].numpy(),
+        covered=d["covered"].numpy(),
+    )
+
+
 def _split(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     return [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
 
@@ -151,11 +181,13 @@ def save_search_results(
     settings: dict[str, Any],
     query_contexts: GalleryDetections | None = None,
     detection_masks: DetectionMasks | None = None,
+    occluded_queries: OccludedQueryData | None = None,
 ) -> None:
     """Write a results file atomically (temporary file in the same folder, then rename).
 
     ``query_contexts``: each query's CBGM context in query order, when the model produced them;
-    ``detection_masks``: box masks of ``detections`` (same rows), when it produced masks.
+    ``detection_masks``: box masks of ``detections`` (same rows), when it produced masks;
+    ``occluded_queries``: the occluded-query evaluation's embeddings, when it ran.
     """
     queries = protocol.queries
     payload = {
@@ -182,6 +214,7 @@ def save_search_results(
         "detections": _detections_to_dict(detections),
         "query_embeddings": _t(np.asarray(query_embeddings), torch.float32),
         "query_contexts": None if query_contexts is None else _detections_to_dict(query_contexts),
+        "occluded_queries": _occluded_to_dict(occluded_queries),
     }
     if detection_masks is not None:
         payload["detection_masks"] = {
@@ -251,6 +284,7 @@ def load_search_results(path: str) -> SavedSearchResults:
                 raise ValueError(
                     f"{path}: {len(masks.rows)} mask rows for {len(d['scores'])} detections"
                 )
+        occluded = payload.get("occluded_queries")
         return SavedSearchResults(
             dataset_name=payload["dataset_name"],
             protocol=protocol,
@@ -260,8 +294,9 @@ def load_search_results(path: str) -> SavedSearchResults:
             settings=dict(payload["settings"]),
             query_contexts=None if contexts is None else _detections_from_dict(contexts),
             detection_masks=masks,
+            occluded_queries=None if occluded is None else _occluded_from_dict(occluded),
         )
-    except (KeyError, AttributeError, TypeError) as e:
+    except (KeyError, AttributeError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: malformed person-search results file ({e!r})") from e
 
 

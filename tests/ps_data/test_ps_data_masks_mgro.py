@@ -1,5 +1,6 @@
-"""Partial masks in the person-search mapper (gt_has_mask, empty placeholders) and MGRO (the
-occluded copies of the training mapper, seeded by (SEED, iteration, image id))."""
+"""Partial masks in the person-search mapper (gt_has_mask, empty placeholders), MGRO (the
+occluded copies of the training mapper, seeded by (SEED, iteration, image id)) and the test
+mapper's occluded query copies (TEST.PERSON_SEARCH.OCCLUDED_QUERIES)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from person_search.data.mappers import PersonSearchDatasetMapper
 from person_search.data.occlusion import (
     MGRO,
     BoxOcclusionTransform,
+    QueryOcclusion,
     RandomBoxOcclusion,
+    box_pixel_count,
     mgro_seed,
 )
 from person_search.engine import data_stream_config
@@ -192,3 +195,93 @@ def test_random_box_occlusion_augmentation():
     skipped = T.AugInput(image.copy(), boxes=boxes.copy())
     RandomBoxOcclusion([[2, 2]], cell_prob=1.0, prob=0.0)(skipped)
     np.testing.assert_array_equal(skipped.image, image)
+
+
+# ------------------------------------------------------------------ occluded-query copies
+def test_box_pixel_count_by_hand():
+    # pixel centres in [x1, x2) x [y1, y2): x 10.4 -> first centre 10.5, x2 19.6 -> last 19.5
+    assert box_pixel_count([10.4, 5.0, 19.6, 25.0], HEIGHT, WIDTH) == 10 * 20
+    assert box_pixel_count([-5.0, -5.0, 3.0, 2.0], HEIGHT, WIDTH) == 3 * 2  # clipped
+    assert box_pixel_count([55.0, 38.0, 70.0, 50.0], HEIGHT, WIDTH) == 5 * 2
+    assert box_pixel_count([10.0, 10.0, 10.2, 20.0], HEIGHT, WIDTH) == 0
+
+
+def test_mgro_copies_of_a_tensor_equal_the_numpy_copies():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    mgro = MGRO.from_config(_cfg(GRIDS=[[2, 1], [2, 2]], CELL_PROB=0.5), base_seed=11)
+    assert mgro.base_seed == 11
+    boxes = np.asarray(BOXES, dtype=np.float64)
+    expected = mgro.copies(image, boxes, 0, "q")
+    got = mgro.copies_of_tensor(
+        torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.tensor(boxes), 0, "q"
+    )
+    assert got.shape == (2, 3, HEIGHT, WIDTH) and got.dtype == torch.uint8
+    np.testing.assert_array_equal(got.permute(0, 2, 3, 1).numpy(), expected)
+
+
+def _query_cfg(**settings):
+    cfg = _cfg()
+    cfg.INPUT.MGRO.ENABLED = False
+    cfg.INPUT.MIN_SIZE_TEST = HEIGHT
+    cfg.INPUT.MAX_SIZE_TEST = 1000
+    q = cfg.TEST.PERSON_SEARCH.OCCLUDED_QUERIES
+    q.ENABLED = True
+    for key, value in settings.items():
+        setattr(q, key, value)
+    return cfg
+
+
+def test_query_copies_cover_only_the_query_box_with_the_reported_coverage(image_dict):
+    cfg = _query_cfg(GRIDS=[[2, 1], [2, 2]], COVERAGES=[0.25, 0.5, 1.0], FILL="noise")
+    query = dict(image_dict, query_index=5, query_box=BOXES[1], person_id=3)
+    out = build_person_search_mapper(cfg, False)(query)
+    image, copies = out["image"], out["occluded_query_images"]
+    coverage = out["occluded_query_coverage"]
+    assert copies.shape == (6, 3, HEIGHT, WIDTH) and copies.dtype == torch.uint8
+    assert coverage.shape == (6,) and coverage.dtype == torch.float32
+    occlusion = QueryOcclusion.from_config(cfg)
+    assert [QueryOcclusion.setting_name(g, c) for g, c in occlusion.settings] == [
+        "2x1@0.25", "2x1@0.50", "2x1@1.00", "2x2@0.25", "2x2@0.50", "2x2@1.00"
+    ]  # fmt: skip
+    x1, y1, x2, y2 = BOXES[1]
+    inside = torch.zeros(HEIGHT, WIDTH, dtype=torch.bool)
+    inside[y1:y2, x1:x2] = True
+    area = (x2 - x1) * (y2 - y1)
+    for k in range(6):
+        changed = (copies[k] != image).any(dim=0)
+        assert not changed[~inside].any()  # the other person and the background: untouched
+        assert changed.sum() < area  # never the whole box
+        # noise fill: a covered pixel keeps its value in all channels with chance ~2^-24
+        assert coverage[k].item() == pytest.approx(changed.sum().item() / area, abs=2 / area)
+    # cell probability 1: all cells but one, never the whole box (the 25 rows split 12 + 13)
+    assert coverage[2].item() in (pytest.approx(12 / 25), pytest.approx(13 / 25))
+    assert coverage[5].item() == pytest.approx(0.75, abs=0.03)
+    # fixed seed: the same copies again; another query index, other copies
+    again = build_person_search_mapper(cfg, False)(dict(query))
+    assert torch.equal(again["occluded_query_images"], copies)
+    other = build_person_search_mapper(cfg, False)(dict(query, query_index=6))
+    assert not torch.equal(other["occluded_query_images"][:2], copies[:2])
+    # gallery images, training images and the option off: no copies
+    assert "occluded_query_images" not in build_person_search_mapper(cfg, False)(image_dict)
+    cfg.TEST.PERSON_SEARCH.OCCLUDED_QUERIES.ENABLED = False
+    assert "occluded_query_images" not in build_person_search_mapper(cfg, False)(dict(query))
+    no_index = {k: v for k, v in query.items() if k != "query_index"}
+    with pytest.raises(KeyError, match="query_index"):
+        build_person_search_mapper(_query_cfg(), False)(no_index)
+
+
+def test_query_occlusion_bad_settings_name_the_key():
+    prefix = "TEST.PERSON_SEARCH.OCCLUDED_QUERIES"
+    for key, value, match in [
+        ("GRIDS", [], f"{prefix}.GRIDS"),
+        ("GRIDS", [[1, 0]], f"{prefix}.GRIDS"),
+        ("COVERAGES", [], f"{prefix}.COVERAGES"),
+        ("COVERAGES", [0.0], f"{prefix}.COVERAGES"),
+        ("FILL", "blur", f"{prefix}.FILL='blur'"),
+        ("SEED", -1, f"{prefix}.SEED"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            QueryOcclusion.from_config(_query_cfg(**{key: value}))
+    with pytest.raises(ValueError, match=f"{prefix}.FILL_VALUE"):
+        QueryOcclusion.from_config(_query_cfg(FILL="constant", FILL_VALUE=256))

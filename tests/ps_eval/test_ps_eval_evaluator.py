@@ -12,8 +12,10 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from ps_eval_helpers import QUERY_EMB, detections, emb, protocol, variant
 
 from person_search.config import get_cfg
+from person_search.data.occlusion import QueryOcclusion
 from person_search.evaluation import PersonSearchEvaluator
 from person_search.evaluation.cbgm import CBGMParams
+from person_search.evaluation.occluded_queries import OccludedQueryData
 from person_search.evaluation.person_search_evaluator import (
     compute_person_search_metrics,
     format_results_table,
@@ -240,9 +242,9 @@ def test_version_1_files_are_read_without_contexts(dataset, tmp_path):
         tool.main([str(old)])  # saved with CBGM: asked again by default
     plain = _run(PersonSearchEvaluator(dataset, det_thresh=0.2), _dicts())
     assert tool.main([str(old), "--no-cbgm"]) == plain
-    payload["version"] = 3
+    payload["version"] = 4
     torch.save(payload, old)
-    with pytest.raises(ValueError, match="version 3 is not supported.*versions 1, 2"):
+    with pytest.raises(ValueError, match="version 4 is not supported.*versions 1, 2, 3"):
         load_search_results(str(old))
 
 
@@ -317,3 +319,89 @@ def test_evaluator_keeps_box_masks_of_kept_detections(dataset, tmp_path):
     assert (
         load_search_results(str(tmp_path / "plain" / "search_results.pth")).detection_masks is None
     )
+
+
+# ------------------------------------------------------------------ occluded-query evaluation
+# Two settings (grid 2x1, cell probabilities 0.25 and 0.5): the first re-embeds every query as
+# the unoccluded one, the second as its opposite (every similarity negated).
+OCCLUSION = QueryOcclusion(((2, 1),), (0.25, 0.5), "mean", 0.0, 0)
+COVERED = [[0.1, 0.3], [0.2, 0.5]]  # per query, per setting
+
+
+def _occluded_inputs_outputs(d, with_context=False):
+    out = _outputs(d, with_context)
+    if "query_index" in d:
+        d = dict(d, occluded_query_coverage=torch.tensor(COVERED[d["query_index"]]))
+        out["occluded_query_embeddings"] = torch.from_numpy(np.stack([QUERY_EMB, -QUERY_EMB]))
+    return d, out
+
+
+def _run_occluded(evaluator, dicts):
+    evaluator.reset()
+    pairs = [_occluded_inputs_outputs(d) for d in dicts]
+    for start in range(0, len(pairs), 3):
+        batch = pairs[start : start + 3]
+        evaluator.process([i for i, _ in batch], [o for _, o in batch])
+    return evaluator.evaluate()
+
+
+def test_occluded_queries_by_hand_saved_and_reevaluated(dataset, tmp_path):
+    out = tmp_path / "eval"
+    ev = PersonSearchEvaluator(
+        dataset, det_thresh=0.5, output_dir=str(out), occluded_queries=OCCLUSION
+    )
+    res = _run_occluded(ev, _dicts())
+    occ = res["occluded_query"]
+    assert occ["clean/mAP"] == pytest.approx(res["search"]["mAP"])
+    assert occ["clean/top1"] == pytest.approx(res["search"]["top1"])
+    # the same embedding as unoccluded: the same numbers
+    assert occ["2x1@0.25/mAP"] == pytest.approx(res["search"]["mAP"])
+    # negated similarities. Query 0: f4 (0) N, f2 (-.25) T, f3 (-.5) N, f1 (-.875) T ->
+    # (1/2 + 2/4) / 2 = 1/2, top-1 wrong; query 1: f4 (0) T first -> 1, top-1 right
+    assert occ["2x1@0.50/mAP"] == pytest.approx(100 * (1 / 2 + 1) / 2)
+    assert occ["2x1@0.50/top1"] == pytest.approx(50.0)
+    assert occ["2x1@0.25/covered"] == pytest.approx(100 * (0.1 + 0.2) / 2)
+    assert occ["2x1@0.50/covered"] == pytest.approx(100 * (0.3 + 0.5) / 2)
+    png = (out / "occluded_queries.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    # saved with the results; evaluate_saved reproduces them and draws the curve again
+    path = str(out / "search_results.pth")
+    saved = load_search_results(path)
+    assert saved.occluded_queries.embeddings.shape == (2, 2, len(QUERY_EMB))
+    assert saved.occluded_queries.names == ["2x1@0.25", "2x1@0.50"]
+    curve = tmp_path / "curve.png"
+    again = _tool().main([path, "--occlusion-curve", str(curve)])
+    assert again == res
+    assert curve.read_bytes().startswith(b"\x89PNG")
+    # a file saved without the evaluation has no curve to draw
+    plain = tmp_path / "plain"
+    _run(PersonSearchEvaluator(dataset, det_thresh=0.5, output_dir=str(plain)), _dicts())
+    with pytest.raises(ValueError, match="holds no occluded-query embeddings"):
+        _tool().main([str(plain / "search_results.pth"), "--occlusion-curve", str(curve)])
+
+
+def test_occluded_queries_missing_inputs_are_named(dataset):
+    ev = PersonSearchEvaluator(dataset, det_thresh=0.5, occluded_queries=OCCLUSION)
+    with pytest.raises(KeyError, match="has no 'occluded_query_coverage'.*test mapper"):
+        _run(ev, _dicts())  # plain inputs
+    query = next(d for d in _dicts() if "query_index" in d)
+    inp, out = _occluded_inputs_outputs(query)
+    del out["occluded_query_embeddings"]
+    with pytest.raises(KeyError, match="no 'occluded_query_embeddings'"):
+        ev.process([inp], [out])
+    inp, out = _occluded_inputs_outputs(query)
+    out["occluded_query_embeddings"] = out["occluded_query_embeddings"][:1]
+    with pytest.raises(ValueError, match="expected 2 occluded versions"):
+        ev.process([inp], [out])
+    with pytest.raises(ValueError, match=r"must be \(Q, 2, D\) for 1 grids x 2 coverages"):
+        OccludedQueryData([(2, 1)], [0.25, 0.5], "mean", 0, np.zeros((2, 3, 4)), np.zeros((2, 3)))
+
+
+def test_occluded_queries_from_config(dataset):
+    cfg = get_cfg()
+    q = cfg.TEST.PERSON_SEARCH.OCCLUDED_QUERIES
+    q.ENABLED, q.GRIDS, q.COVERAGES = True, [[2, 1]], [0.25, 0.5]
+    ev = PersonSearchEvaluator(cfg, dataset)
+    assert ev._occlusion == OCCLUSION
+    res = _run_occluded(ev, _dicts())
+    assert res["occluded_query"]["2x1@0.50/top1"] == pytest.approx(50.0)

@@ -87,3 +87,81 @@ def test_extra_features_reach_the_transform_step():
         expected = plain([{k: v for k, v in scene.items() if k != "scale"}])[0]["instances"]
     assert len(expected) > 0
     torch.testing.assert_close(mixed[0]["instances"].embeddings, expected.embeddings)
+
+
+@META_ARCH_REGISTRY.register()
+class PsHooksExtraLossRCNN(PsHooksTestRCNN):
+    """A training loss of the extra features (``extra_losses``)."""
+
+    loss_name = "loss_extra"
+
+    def extra_losses(self, images, extra_features, gt_instances):
+        assert len(gt_instances) == len(extra_features["scale"]) == len(images)
+        weight = next(self.parameters())
+        return {self.loss_name: extra_features["scale"].sum() * weight.sum() * 0 + 1.5}
+
+
+def test_extra_losses_join_the_model_losses_and_may_not_clash():
+    torch.manual_seed(0)
+    cfg = toy_cfg("seqnet/seqnet_toy_cuhk_sysu.yaml")
+    cfg.MODEL.META_ARCHITECTURE = "PsHooksExtraLossRCNN"
+    model = build_model(cfg)
+    inputs = [dict(x, scale=1.0) for x in training_inputs(0)]
+    losses = train_step(model, inputs)
+    assert losses["loss_extra"].item() == 1.5
+    assert "loss_oim" in losses
+    model.loss_name = "loss_oim"
+    with pytest.raises(KeyError, match=r"already has: \['loss_oim'\]"):
+        train_step(model, inputs)
+    # the base class adds none
+    assert set(train_step(_model(False), training_inputs(0))) == set(losses) - {"loss_extra"}
+
+
+def test_occluded_query_copies_are_embedded_as_queries():
+    model = _model(False)
+    train_step(model, training_inputs(0))
+    model.eval()
+    image = torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8)
+    box = Boxes(torch.tensor([[10.0, 10.0, 40.0, 80.0]]))
+    covered = image.clone()
+    covered[:, 10:45, 10:40] = 0
+    query = {"image": image, "height": 96, "width": 128, "query_boxes": box}
+    query["occluded_query_images"] = torch.stack([image, covered])
+    query["occluded_query_coverage"] = torch.tensor([0.0, 0.5])
+    scene = {"image": covered, "height": 96, "width": 128}
+    with torch.no_grad():
+        out = model([scene, query])
+        as_queries = [model([{"image": x, "query_boxes": box}])[0] for x in (image, covered)]
+    assert "occluded_query_embeddings" not in out[0]
+    emb = out[1]["occluded_query_embeddings"]
+    assert emb.shape == (2, out[1]["query_embeddings"].shape[1])
+    torch.testing.assert_close(emb[0], out[1]["query_embeddings"][0])  # unchanged copy
+    torch.testing.assert_close(emb[1], as_queries[1]["query_embeddings"][0])
+    assert not torch.allclose(emb[0], emb[1], atol=1e-4)
+
+
+def test_first_detections_are_the_boxes_the_second_head_refines():
+    model = _model(False)
+    train_step(model, training_inputs(0))  # BatchNorm statistics of real inputs
+    model.eval()
+    heads = model.roi_heads
+    image = training_inputs(1)[0]["image"]
+    seen = {}
+    original_first, original_second = heads.first_detections, heads.second_head
+
+    def first(features, proposals):
+        seen["first"] = original_first(features, proposals)
+        return seen["first"]
+
+    def second(features, boxes, *args):
+        seen["second"] = boxes
+        return original_second(features, boxes, *args)
+
+    heads.first_detections, heads.second_head = first, second
+    with torch.no_grad():
+        (out,) = model([{"image": image, "height": 96, "width": 128}])
+    (detections,) = seen["first"]
+    assert 0 < len(detections) <= heads.first_topk
+    assert (detections.scores >= heads.first_score_thresh).all()
+    torch.testing.assert_close(seen["second"][0].tensor, detections.pred_boxes.tensor)
+    assert len(out["instances"]) <= len(detections)

@@ -1,5 +1,6 @@
-"""benchmarks/bench_train.py: one timed step of every person-search baseline and every re-id
-model (the library's baseline, PAN and SGSFA)."""
+"""benchmarks/bench_train.py: one timed step of every person-search model (the baselines and
+the projects, MGOFE beside SeqNeXt) and every re-id model (the library's baseline, PAN and
+SGSFA)."""
 
 from __future__ import annotations
 
@@ -40,13 +41,23 @@ def test_bench_train_one_iteration_of_every_baseline(capsys):
     rows_out = bench.main(
         ["--part", "person_search", "--iters", "1", "--warmup", "0", "--threads", "1"]
     )
-    expected = ["hoim", "iidfc", "iidfc-no-pam", "maskguided", "oim", "seqnet", "seqnext"]
-    assert sorted(r["model"] for r in rows_out) == expected
+    assert sorted(r["model"] for r in rows_out) == sorted(bench.PS_MODELS)
+    assert {
+        "hoim",
+        "oim",
+        "seqnet",
+        "seqnext",
+        "mgofe",
+        "iidfc",
+        "iidfc-no-pam",
+        "maskguided",
+    } <= set(bench.PS_MODELS)
     for r in rows_out:
         assert math.isfinite(r["train_ips"]) and r["train_ips"] > 0
         assert math.isfinite(r["infer_ips"]) and r["infer_ips"] > 0
         assert r["params_m"] > 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header[:4] == ["model", "batch", "params (M)", "train img/s"]
     assert "infer img/s" in header and header.count("x oim") == 2
@@ -65,6 +76,20 @@ def test_bench_train_one_iteration_of_every_baseline(capsys):
     assert speeds["iidfc-no-pam"]["params_m"] == pytest.approx(speeds["hoim"]["params_m"])
     # MaskGuidedPS: the toy OIM plus the mask head (its parameters on top of OIM's)
     assert speeds["maskguided"]["params_m"] > speeds["oim"]["params_m"]
+    # a project beside its baseline: speed ratios and the inference cost, measured in this run
+    cost = speeds["seqnext"]["infer_ips"] / speeds["mgofe"]["infer_ips"]
+    (line,) = [x for x in out.splitlines() if x.startswith("mgofe vs seqnext:")]
+    assert f"inference cost x{cost:.3f} (target <= 1.05)" in line
+    (line,) = [x for x in out.splitlines() if x.startswith("iidfc vs hoim:")]
+    cost = speeds["hoim"]["infer_ips"] / speeds["iidfc"]["infer_ips"]
+    assert line.endswith(f"inference cost x{cost:.3f}")  # no target for IIDFC
+    # the same initial weights (same seed): the same detections of the untrained models
+    assert speeds["mgofe"]["dets_per_image"] == speeds["seqnext"]["dets_per_image"]
+    # MGRO's occlusion op timed apart, as a share of MGOFE's training step
+    assert speeds["mgofe"]["mgro_step_seconds"] > 0
+    assert speeds["seqnext"]["mgro_step_seconds"] is None
+    (share,) = [x for x in out.splitlines() if x.startswith("mgofe: occlusion op")]
+    assert share.endswith("(target < 2%)")
 
 
 def test_synthetic_scenes_with_masks_for_a_mask_branch():

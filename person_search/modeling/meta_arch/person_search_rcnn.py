@@ -11,7 +11,11 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 
-__all__ = ["PersonSearchRCNN"]
+__all__ = ["OCCLUDED_QUERY_IMAGES", "PersonSearchRCNN"]
+
+# Input key of a query's occluded copies (the test mapper's, for the occluded-query evaluation).
+OCCLUDED_QUERY_IMAGES = "occluded_query_images"
+_OCCLUDED_QUERY_KEYS = ("image", OCCLUDED_QUERY_IMAGES, "occluded_query_coverage")
 
 
 def _select_batch(obj: Any, idx: torch.Tensor) -> Any:
@@ -54,7 +58,9 @@ class PersonSearchRCNN(GeneralizedRCNN):
     Outputs at inference, one dict per input: a scene image gives ``{"instances":
     Instances(pred_boxes (original coordinates), scores, pred_classes, embeddings (M, D))}``,
     a query gives ``{"query_embeddings": (1, D)}`` computed from its given box and, when
-    ``query_context_size > 0`` (CBGM on), ``"query_context"``: see :meth:`query_context`.
+    ``query_context_size > 0`` (CBGM on), ``"query_context"``: see :meth:`query_context`; a
+    query with ``occluded_query_images`` (K, C, H, W) also gives
+    ``"occluded_query_embeddings"`` (K, D): see :meth:`occluded_query_embeddings`.
     Both kinds can share one batch: the backbone runs once on all images.
     """
 
@@ -119,6 +125,7 @@ class PersonSearchRCNN(GeneralizedRCNN):
         _, detector_losses = self.roi_heads(
             images, features, proposals, gt_instances, extra_features=extra
         )
+        extra_losses = self.extra_losses(images, extra, gt_instances)
         if self.vis_period > 0:
             storage = get_event_storage()
             if storage.iter % self.vis_period == 0:
@@ -126,7 +133,28 @@ class PersonSearchRCNN(GeneralizedRCNN):
         losses = {}
         losses.update(detector_losses)
         losses.update(proposal_losses)
+        clash = sorted(set(extra_losses) & set(losses))
+        if clash:
+            raise KeyError(f"extra_losses returned losses the model already has: {clash}")
+        losses.update(extra_losses)
         return losses
+
+    def extra_losses(
+        self, images: ImageList, extra_features: dict[str, Any], gt_instances: list[Instances]
+    ) -> dict[str, torch.Tensor]:
+        """Training losses of the extra features beyond those of the RPN and the RoI heads
+        (none here).
+
+        Args:
+            images: the normalised, padded batch.
+            extra_features: what :meth:`extract_features` returned beside the backbone maps.
+            gt_instances: the batch's ground truth (on the model's device).
+
+        Override to train on the extra features: MGOFE's detection losses of the occluded
+        copies (the RPN and the first RCNN head on each copy's maps).
+        """
+        del images, extra_features, gt_instances
+        return {}
 
     def inference(self, batched_inputs: list[dict], do_postprocess: bool = True):
         """Detect + embed in scene images and embed given query boxes, in one backbone pass.
@@ -166,7 +194,21 @@ class PersonSearchRCNN(GeneralizedRCNN):
                     outputs[i]["query_context"] = _postprocess(
                         ctx, batched_inputs[i], do_postprocess
                     )
+            for i in query_idx:
+                if OCCLUDED_QUERY_IMAGES in batched_inputs[i]:
+                    outputs[i]["occluded_query_embeddings"] = self.occluded_query_embeddings(
+                        batched_inputs[i]
+                    )
         return outputs
+
+    def occluded_query_embeddings(self, query: dict) -> torch.Tensor:
+        """(K, D) embeddings of a query's box in each of its ``occluded_query_images``
+        (K, C, H, W): the occluded-query evaluation (``TEST.PERSON_SEARCH.OCCLUDED_QUERIES``),
+        the K copies embedded as queries in one pass (:meth:`embed_boxes`)."""
+        box = self._query_boxes(query)
+        base = {k: v for k, v in query.items() if k not in _OCCLUDED_QUERY_KEYS}
+        inputs = [dict(base, image=copy) for copy in query[OCCLUDED_QUERY_IMAGES]]
+        return torch.cat(self.embed_boxes(inputs, [box] * len(inputs)))
 
     def query_context(
         self,

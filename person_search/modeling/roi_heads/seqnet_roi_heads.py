@@ -12,7 +12,8 @@ last backbone stage (ResNet res5 / ConvNeXt stage 4):
    its norm = person logit, trained with BCE) + class-agnostic box regression; the OIM loss
    is applied to its embeddings (sampling with ``MODEL.SEQNET``).
 
-Inference: first head -> score threshold / NMS / top-k (``MODEL.SEQNET.FIRST_*``) -> second
+Inference: first head -> score threshold / NMS / top-k (``MODEL.SEQNET.FIRST_*``;
+:meth:`~SeqNetROIHeads.first_detections`) -> second
 head on those boxes -> refined boxes, embeddings, scores (``FINAL_SCORE``: the first head's
 score, SeqNet's "First Classification Score", or the NAE score) -> score threshold
 (``ROI_HEADS.SCORE_THRESH_TEST``), NMS (``SECOND_NMS_THRESH_TEST``), top-k
@@ -173,6 +174,23 @@ class SeqNetROIHeads(OIMROIHeads):
         predictions = self.box_predictor(pooled)
         return predictions, list(self.box_predictor.predict_boxes(predictions, proposals))
 
+    def first_detections(self, features: FeatureMaps, proposals: PerImage) -> PerImage:
+        """Inference: per image the first head's detections the second head embeds
+        (``Instances(pred_boxes, scores, pred_classes)``, resized image coordinates): refined
+        proposals after the score threshold, NMS and top-k of ``MODEL.SEQNET.FIRST_*``.
+        MGOFE calls it to know which boxes to occlude in its test-time copies."""
+        predictions, refined = self.first_head(features, proposals)
+        probs = self.box_predictor.predict_probs(predictions, proposals)
+        first, _ = fast_rcnn_inference(
+            refined,
+            probs,
+            [p.image_size for p in proposals],
+            self.first_score_thresh,
+            self.first_nms_thresh,
+            self.first_topk,
+        )
+        return first
+
     # --------------------------------------------------------------------- second head
     def sample_second_head(
         self, refined: list[torch.Tensor], proposals: list[Instances], targets: list[Instances]
@@ -293,17 +311,8 @@ class SeqNetROIHeads(OIMROIHeads):
         resized image coordinates (see the module docstring). ``forced_detections`` (the CBGM
         query context) enter the NMS on the refined boxes as score-1 detections, after the
         score threshold, where SeqNet adds the query box (:mod:`.forced_detections`)."""
-        predictions, refined = self.first_head(features, proposals)
-        probs = self.box_predictor.predict_probs(predictions, proposals)
+        first = self.first_detections(features, proposals)
         image_sizes = [p.image_size for p in proposals]
-        first, _ = fast_rcnn_inference(
-            refined,
-            probs,
-            image_sizes,
-            self.first_score_thresh,
-            self.first_nms_thresh,
-            self.first_topk,
-        )
         boxes = [f.pred_boxes for f in first]
         embeddings, logits, deltas, _ = self.second_head(features, boxes, extra_features)
         transform = self.box_predictor.box2box_transform
