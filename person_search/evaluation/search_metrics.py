@@ -138,26 +138,26 @@ class VariantResult:
 
 
 def _score(
-    ranker: SearchRanker,
     sims: np.ndarray,
     det_idx: np.ndarray,
-    keep: np.ndarray,
-    positives: tuple[np.ndarray, np.ndarray],
+    candidates: tuple[int, np.ndarray, np.ndarray, np.ndarray],
 ) -> tuple[float, np.ndarray, int, int]:
     """AP, top-k hits (len(TOPK),), count_gt, count_tp of one query.
 
     Args:
         sims: (M,) similarity of the query to every detection (entries outside ``det_idx``
             are ignored).
-        det_idx: (n,) searched detections; keep: (G,) searched images.
-        positives: (image_indices (k,), boxes (k, 4)) of the query person.
+        det_idx: (n,) searched detections.
+        candidates: the query's ``(count_gt, candidates, iou_ok, image_starts)``
+            (:meth:`~.search_ranking.QueryTables.candidates_of`).
     """
     hits = np.zeros(len(TOPK), dtype=bool)
-    count_gt, cand, cand_sims, starts = ranker.positive_candidates(sims, keep, positives)
+    count_gt, cand, iou_ok, starts = candidates
     if count_gt == 0:
         return float("nan"), hits, 0, 0
     if len(cand) == 0:
         return 0.0, hits, count_gt, 0
+    cand_sims = np.where(iou_ok, sims[cand], -np.inf)  # -inf: fails the IoU rule
     best = np.maximum.reduceat(cand_sims, starts)
     tp_sims = np.sort(best[np.isfinite(best)])  # the true positives' similarities
     count_tp = len(tp_sims)
@@ -227,6 +227,8 @@ def evaluate_search(
             for v in built
         ]
     )
+    # What does not depend on the similarities, for all queries of a variant at once.
+    tables = [ranker.query_tables(v, sparse=bool(sparse[i])) for i, v in enumerate(built)]
     sims_buffer = np.zeros(len(ranker.dets.scores), dtype=np.float32)  # read at det_idx only
     needed = np.flatnonzero((position >= 0).any(axis=0))
     for start in range(0, len(needed), chunk_size):
@@ -239,7 +241,10 @@ def evaluate_search(
                 pos = position[i, qi]
                 if pos < 0:
                     continue
-                keep, det_idx = ranker.searched(v, pos, sparse=bool(sparse[i]))
+                if sparse[i]:
+                    det_idx = tables[i].searched_of(pos)
+                else:
+                    _, det_idx = ranker.searched(v, pos)
                 sims = ranker.similarities(
                     qi,
                     det_idx,
@@ -252,7 +257,7 @@ def evaluate_search(
                     res.topk_hits[pos],
                     res.count_gt[pos],
                     res.count_tp[pos],
-                ) = _score(ranker, sims, det_idx, keep, v.positives[pos])
+                ) = _score(sims, det_idx, tables[i].candidates_of(pos))
     return results
 
 

@@ -37,6 +37,7 @@ from .cbgm import CBGMParams, cbgm_rescore, check_query_contexts, context_nodes
 __all__ = [
     "GalleryDetections",
     "QueryRanking",
+    "QueryTables",
     "SearchRanker",
     "search_iou_thresholds",
 ]
@@ -149,6 +150,63 @@ class QueryRanking:
     count_gt: int
 
 
+@dataclass
+class QueryTables:
+    """Per query of a variant, what does not depend on the similarities, for all its queries at
+    once (CSR by query position): the positive candidates and, for explicit galleries, the
+    searched detections. Built by :meth:`SearchRanker.query_tables`.
+
+    Attributes:
+        count_gt: (P,) int64, occurrences of the query person in its searched images.
+        candidates: (C,) int64 detection rows of the searched images holding the query person,
+            by query, then image (gallery order); ``candidate_offsets`` (P+1,).
+        iou_ok: (C,) bool, the candidate passes the IoU rule against its image's gt box.
+        image_starts: (S,) first position of each candidate image's run, relative to its
+            query's slice of ``candidates``; ``image_offsets`` (P+1,).
+        searched: (N,) int64 searched detections (increasing per query) and
+            ``searched_offsets`` (P+1,); ``None`` when not built (``sparse=False``).
+    """
+
+    count_gt: np.ndarray
+    candidates: np.ndarray
+    candidate_offsets: np.ndarray
+    iou_ok: np.ndarray
+    image_starts: np.ndarray
+    image_offsets: np.ndarray
+    searched: np.ndarray | None = None
+    searched_offsets: np.ndarray | None = None
+
+    def candidates_of(self, pos: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """``(count_gt, candidates (c,), iou_ok (c,), image_starts)`` of the ``pos``-th query."""
+        c0, c1 = self.candidate_offsets[pos], self.candidate_offsets[pos + 1]
+        i0, i1 = self.image_offsets[pos], self.image_offsets[pos + 1]
+        return (
+            int(self.count_gt[pos]),
+            self.candidates[c0:c1],
+            self.iou_ok[c0:c1],
+            self.image_starts[i0:i1],
+        )
+
+    def searched_of(self, pos: int) -> np.ndarray:
+        """(n,) the ``pos``-th query's searched detections, increasing."""
+        if self.searched is None:
+            raise ValueError("these query tables were built without the searched detections")
+        return self.searched[self.searched_offsets[pos] : self.searched_offsets[pos + 1]]
+
+
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """``np.unique(keys)`` for int64 keys by a sort (faster here than NumPy's hash-based unique
+    of large arrays)."""
+    keys = np.sort(keys)
+    return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+
+
+def _offsets(owner: np.ndarray, num: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """(num+1,) int64 CSR offsets of rows owned by ``owner`` (sorted), each ``weights`` long."""
+    counts = np.bincount(owner, weights=weights, minlength=num)
+    return np.r_[0, np.cumsum(counts)].astype(np.int64)
+
+
 def _check_variant(v: QueryGalleries, num_queries: int, num_images: int) -> None:
     q = len(v.query_indices)
     if np.any((v.query_indices < 0) | (v.query_indices >= num_queries)):
@@ -233,15 +291,13 @@ class SearchRanker:
             _check_variant(v, len(self.protocol.queries), self.dets.num_images)
         return built
 
-    def searched(
-        self, variant: QueryGalleries, pos: int, *, sparse: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def searched(self, variant: QueryGalleries, pos: int) -> tuple[np.ndarray, np.ndarray]:
         """Boolean mask (G,) of the images searched for the variant's ``pos``-th query and the
         searched detections' indices (n,), increasing.
 
         An explicit gallery list is searched as listed; with ``None`` (every gallery image) the
-        query's own image is left out. ``sparse``: the searched images are few: gather their
-        detection ranges instead of testing every detection's image.
+        query's own image is left out (:meth:`query_tables` gives the searched detections of
+        every query of a variant with explicit galleries at once).
         """
         qi = int(variant.query_indices[pos])
         keep = np.zeros(self.dets.num_images, dtype=bool)
@@ -255,12 +311,7 @@ class SearchRanker:
             if self.query_camera[qi] < 0:
                 raise ValueError("cross-camera evaluation needs the query's camera id (got -1)")
             keep &= self.camera_ids != self.query_camera[qi]
-        if sparse:
-            images = np.flatnonzero(keep)
-            det_idx = expand_ranges(self.dets.offsets[images], self.dets.offsets[images + 1])
-        else:
-            det_idx = np.flatnonzero(keep[self.det_image])
-        return keep, det_idx
+        return keep, np.flatnonzero(keep[self.det_image])
 
     def similarities(
         self,
@@ -301,7 +352,8 @@ class SearchRanker:
     def positive_candidates(
         self, sims: np.ndarray, keep: np.ndarray, positives: tuple[np.ndarray, np.ndarray]
     ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        """The detections that may be a true positive.
+        """The detections that may be a true positive (one query; :meth:`query_tables` builds
+        the same for every query of a variant at once).
 
         Args:
             sims: (M,) similarities (read in the searched images holding the person).
@@ -312,25 +364,102 @@ class SearchRanker:
             person, by image; ``cand_sims`` (c,) their similarity, ``-inf`` when the IoU rule
             fails; ``starts`` the first position in ``cand`` of each image with detections.
         """
-        pos_images = np.asarray(positives[0], dtype=np.int64)
-        pos_boxes = np.asarray(positives[1]).reshape(-1, 4)
-        in_gallery = keep[pos_images]
-        count_gt = int(in_gallery.sum())
-        if count_gt == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return 0, empty, np.zeros(0, dtype=np.float32), empty
+        images = np.asarray(positives[0], dtype=np.int64).ravel()
+        boxes = np.asarray(positives[1]).reshape(-1, 4)
+        owner = np.zeros(len(images), dtype=np.int64)
+        tables = self._candidate_tables(owner, images, boxes, keep[images], 1)
+        count_gt, cand, iou_ok, starts = tables.candidates_of(0)
+        return count_gt, cand, np.where(iou_ok, sims[cand], -np.inf), starts
+
+    def query_tables(self, variant: QueryGalleries, *, sparse: bool = False) -> QueryTables:
+        """Every query's positive candidates in ``variant`` and, with ``sparse`` (explicit
+        galleries only), its searched detections: vectorised over the queries, the same as
+        :meth:`positive_candidates` / :meth:`searched` query by query."""
+        num = len(variant.query_indices)
+        query_indices = np.asarray(variant.query_indices, dtype=np.int64)
+        if variant.cross_camera and num and np.any(self.query_camera[query_indices] < 0):
+            raise ValueError("cross-camera evaluation needs the query's camera id (got -1)")
+        num_images = self.dets.num_images
+        lengths = [len(np.asarray(p[0]).ravel()) for p in variant.positives]
+        owner = np.repeat(np.arange(num, dtype=np.int64), lengths)
+        images = np.concatenate(
+            [np.asarray(p[0], dtype=np.int64).ravel() for p in variant.positives]
+            or [np.zeros(0, np.int64)]
+        )
+        boxes = np.concatenate(
+            [np.asarray(p[1], dtype=np.float64).reshape(-1, 4) for p in variant.positives]
+            or [np.zeros((0, 4))]
+        )
+        gallery_keys = None
+        if variant.galleries is None:
+            in_gallery = images != self.query_image[query_indices[owner]]
+        else:
+            gallery_owner = np.repeat(
+                np.arange(num, dtype=np.int64), [len(g) for g in variant.galleries]
+            )
+            gallery_images = np.concatenate(
+                [np.asarray(g, dtype=np.int64) for g in variant.galleries]
+                or [np.zeros(0, np.int64)]
+            )
+            gallery_keys = _sorted_unique(gallery_owner * num_images + gallery_images)
+            keys = owner * num_images + images
+            at = np.minimum(np.searchsorted(gallery_keys, keys), max(len(gallery_keys) - 1, 0))
+            in_gallery = (gallery_keys[at] == keys) if len(gallery_keys) else keys < 0
+        if variant.cross_camera:
+            in_gallery &= self.camera_ids[images] != self.query_camera[query_indices[owner]]
+        tables = self._candidate_tables(owner, images, boxes, in_gallery, num)
+        if sparse:
+            if gallery_keys is None:
+                raise ValueError(f"variant {variant.name!r}: sparse search needs gallery lists")
+            searched_owner, searched_images = np.divmod(gallery_keys, num_images)
+            if variant.cross_camera:
+                other = (
+                    self.camera_ids[searched_images]
+                    != self.query_camera[query_indices[searched_owner]]
+                )
+                searched_owner, searched_images = searched_owner[other], searched_images[other]
+            starts = self.dets.offsets[searched_images]
+            ends = self.dets.offsets[searched_images + 1]
+            tables.searched = expand_ranges(starts, ends)
+            tables.searched_offsets = _offsets(searched_owner, num, ends - starts)
+        return tables
+
+    def _candidate_tables(
+        self,
+        owner: np.ndarray,
+        images: np.ndarray,
+        boxes: np.ndarray,
+        in_gallery: np.ndarray,
+        num_queries: int,
+    ) -> QueryTables:
+        """Positive candidates of ``num_queries`` queries from their flattened positives:
+        ``owner`` (k,) query position of each entry (sorted), ``images`` (k,), ``boxes`` (k, 4),
+        ``in_gallery`` (k,) whether the entry's image is searched by its query."""
+        owner, images, boxes = owner[in_gallery], images[in_gallery], boxes[in_gallery]
+        count_gt = np.bincount(owner, minlength=num_queries).astype(np.int64)
         # The first box listed for an image is its ground truth (a duplicate entry counts in
-        # count_gt only).
-        images, first = np.unique(pos_images[in_gallery], return_index=True)
-        gt_boxes = pos_boxes[in_gallery][first]
-        starts, ends = self.dets.offsets[images], self.dets.offsets[images + 1]
+        # count_gt only); keys sort by query, then image.
+        num_images = self.dets.num_images
+        keys, first = np.unique(owner * num_images + images, return_index=True)
+        image_owner, image = np.divmod(keys, num_images)
+        gt_boxes = boxes[first]
+        starts, ends = self.dets.offsets[image], self.dets.offsets[image + 1]
         counts = ends - starts
         cand = expand_ranges(starts, ends)
-        group = np.repeat(np.arange(len(images)), counts)
+        group = np.repeat(np.arange(len(image)), counts)
         iou = paired_iou(self.dets.boxes[cand], gt_boxes[group])
-        ok = iou >= search_iou_thresholds(gt_boxes)[group]
-        cand_sims = np.where(ok, sims[cand], -np.inf)
-        return count_gt, cand, cand_sims, (np.cumsum(counts) - counts)[counts > 0]
+        iou_ok = iou >= search_iou_thresholds(gt_boxes)[group]
+        candidate_offsets = _offsets(image_owner, num_queries, counts)
+        with_dets = counts > 0
+        run_starts = np.cumsum(counts) - counts - candidate_offsets[image_owner]
+        return QueryTables(
+            count_gt=count_gt,
+            candidates=cand,
+            candidate_offsets=candidate_offsets,
+            iou_ok=iou_ok,
+            image_starts=run_starts[with_dets],
+            image_offsets=_offsets(image_owner[with_dets], num_queries),
+        )
 
     def true_positives(
         self, sims: np.ndarray, keep: np.ndarray, positives: tuple[np.ndarray, np.ndarray]
