@@ -36,6 +36,10 @@ def _index_worker(rank: int, world: int, port: int, weights: str, inputs, out: s
         # Again, on the complete index: every process returns at once (none waits for work).
         again = index_footage(cfg, inputs, out, show_progress=False)
         assert (again is None) == (rank != 0)
+        # Both done before either tears its gloo connections down (a rank leaving while the
+        # other still holds the group can abort the process: "terminate called without an
+        # active exception", seen once in CI).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
