@@ -15,6 +15,7 @@ from .defaults import (
 )
 from .optimizer import build_optimizer
 from .schedule import count_training_images, resolve_schedule
+from .seeded_runs import mean_std, seeded_config, train_from_scratch
 from .trainer import Trainer, data_stream_config
 from .trainers import TASKS, PersonSearchTrainer, ReIDTrainer, get_trainer_class
 
@@ -36,6 +37,9 @@ __all__ = [
     "launch_main",
     "load_config",
     "main",
+    "mean_std",
     "resolve_schedule",
+    "seeded_config",
     "setup",
+    "train_from_scratch",
 ]

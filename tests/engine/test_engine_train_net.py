@@ -30,7 +30,9 @@ from person_search.engine import (
     count_training_images,
     launch_main,
     load_config,
+    mean_std,
     resolve_schedule,
+    seeded_config,
     setup,
 )
 from person_search.engine.defaults import EVAL_RESULTS_FILE
@@ -282,3 +284,16 @@ def test_launch_main_passes_trainer_and_config_hook(monkeypatch, tmp_path):
         str(getattr(getattr(h, "stream", None), "name", "")).startswith(str(tmp_path))
         for h in project_logger.handlers
     )
+
+
+def test_seeded_config_and_mean_std(tmp_path):
+    """A toy comparison's run: the seed, the overrides and OUTPUT_DIR applied, no periodic
+    evaluation whatever the overrides say, frozen; the README cell is mean ± sample std."""
+    out = str(tmp_path)
+    cfg = seeded_config(
+        str(OIM_TOY_CONFIG), 7, out, ["SOLVER.MAX_ITER", "3", "TEST.EVAL_PERIOD", "5"]
+    )
+    assert cfg.SEED == 7 and cfg.SOLVER.MAX_ITER == 3 and out == cfg.OUTPUT_DIR
+    assert cfg.TEST.EVAL_PERIOD == 0 and cfg.is_frozen()
+    assert mean_std([1.0, 2.0, 6.0]) == "3.0 ± 2.6"  # sample std: sqrt(7)
+    assert mean_std([4.25]) == "4.2 ± nan"

@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
 # isort: split
 import torch
-from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from iidfc import add_iidfc_config
-from person_search.engine import PersonSearchTrainer, load_config, resolve_schedule
+from person_search.engine import PersonSearchTrainer, mean_std, seeded_config, train_from_scratch
 from person_search.engine.demo import ensure_toy_dataset, write_report
 
 _REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
@@ -60,14 +57,9 @@ METRICS = (
 
 def model_config(name: str, seed: int, output_dir: str, opts: list[str]):
     """The frozen config of model ``name`` trained with ``SEED`` = ``seed`` and ``opts``."""
-    cfg = load_config(
-        MODELS[name][1], ["SEED", str(seed), *opts, "OUTPUT_DIR", output_dir], add_iidfc_config
-    )
-    cfg.TEST.EVAL_PERIOD = 0
+    cfg = seeded_config(MODELS[name][1], seed, output_dir, opts, add_iidfc_config)
     if len(cfg.DATASETS.TEST) != 1:
         raise ValueError(f"{MODELS[name][1]}: one test dataset expected, got {cfg.DATASETS.TEST}")
-    cfg = resolve_schedule(cfg)
-    cfg.freeze()
     return cfg
 
 
@@ -86,13 +78,7 @@ def check_equal_settings(cfgs: dict) -> None:
 
 def run_one(cfg) -> dict:
     """Train ``cfg`` from scratch; the metrics on its test set, iterations and train time."""
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    seed_all_rng(cfg.SEED)
-    trainer = PersonSearchTrainer(cfg)
-    trainer.resume_or_load(resume=False)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    trainer, seconds = train_from_scratch(cfg, PersonSearchTrainer)
     # Detectron2's EvalHook evaluates once after the last iteration; with one test dataset
     # its results (and test()'s) come unwrapped.
     results = getattr(trainer, "_last_eval_results", None) or PersonSearchTrainer.test(
@@ -105,18 +91,13 @@ def run_one(cfg) -> dict:
     }
 
 
-def _mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{statistics.mean(values):.1f} ± {spread:.1f}"
-
-
 def markdown(runs: dict[str, list[dict]], seeds: list[int], dataset: dict) -> str:
     """The README table: one row per model, mean ± sample std over ``seeds``."""
     head = ["model", "iterations", *(label for label, _, _ in METRICS)]
     lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * len(METRICS)]
     for name, model_runs in runs.items():
         cells = [MODELS[name][0], str(model_runs[0]["iterations"])]
-        cells += [_mean_std([r[label] for r in model_runs]) for label, _, _ in METRICS]
+        cells += [mean_std([r[label] for r in model_runs]) for label, _, _ in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
     return (
         f"Seeds {seeds} (mean ± sample std). Toy CUHK-SYSU: {dataset.get('train_images')} "

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
@@ -33,11 +31,10 @@ import person_search  # noqa: F401  (compat layer first: registers datasets, mod
 import numpy as np
 import torch
 from detectron2.modeling import build_model
-from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from mgofe import add_mgofe_config
-from person_search.engine import PersonSearchTrainer, load_config, resolve_schedule
+from person_search.engine import PersonSearchTrainer, mean_std, seeded_config, train_from_scratch
 from person_search.engine.demo import ensure_toy_dataset, write_report
 from person_search.evaluation.occluded_queries import (
     OccludedQueryCurve,
@@ -129,31 +126,14 @@ def run_one(name: str, seed: int, output_dir: str, opts: list[str]) -> list[tupl
     """Train model ``name`` with ``SEED`` = ``seed`` and evaluate it (both test modes for a
     model with MGFFE); returns ``[(label, metrics)]``."""
     label, config_file, model_opts = MODELS[name]
-    cfg = load_config(
+    cfg = seeded_config(
         config_file,
-        [
-            "SEED",
-            str(seed),
-            *model_opts,
-            *opts,
-            "OUTPUT_DIR",
-            output_dir,
-            "TEST.PERSON_SEARCH.OCCLUDED_QUERIES.ENABLED",
-            "True",
-            "TEST.EVAL_PERIOD",
-            "0",
-        ],
+        seed,
+        output_dir,
+        [*model_opts, *opts, "TEST.PERSON_SEARCH.OCCLUDED_QUERIES.ENABLED", "True"],
         add_mgofe_config,
     )
-    cfg = resolve_schedule(cfg)
-    cfg.freeze()
-    os.makedirs(output_dir, exist_ok=True)
-    seed_all_rng(seed)
-    trainer = PersonSearchTrainer(cfg)
-    trainer.resume_or_load(resume=False)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    trainer, seconds = train_from_scratch(cfg, PersonSearchTrainer)
     common = {"seed": seed, "iterations": cfg.SOLVER.MAX_ITER, "train_seconds": round(seconds, 1)}
     # Detectron2's EvalHook evaluates the trained model at the end of training: use its results.
     last = getattr(trainer, "_last_eval_results", None)
@@ -173,17 +153,12 @@ def run_one(name: str, seed: int, output_dir: str, opts: list[str]) -> list[tupl
     return out
 
 
-def _mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{statistics.mean(values):.1f} ± {spread:.1f}"
-
-
 def markdown(runs: dict[str, list[dict]], seeds: list[int], dataset: dict) -> str:
     head = ["model", "iterations"] + [h for h, _ in _COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * (len(head) - 2)]
     for label, model_runs in runs.items():
         cells = [label, str(model_runs[0]["iterations"])]
-        cells += [_mean_std([r[k] for r in model_runs]) for _, k in _COLUMNS]
+        cells += [mean_std([r[k] for r in model_runs]) for _, k in _COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return (
         f"Seeds {seeds} (mean ± sample std). Toy CUHK-SYSU test: {dataset['queries']} queries, "

@@ -27,18 +27,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
 # isort: split
 import torch
-from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from maskguided import add_maskguided_config
-from person_search.engine import PersonSearchTrainer, load_config, resolve_schedule
+from person_search.engine import PersonSearchTrainer, mean_std, seeded_config, train_from_scratch
 from person_search.engine.demo import ensure_toy_dataset, write_report
 from person_search.evaluation.gallery_curve import gallery_size_curve
 from person_search.evaluation.saved_results import load_search_results, resolve_cbgm
@@ -71,19 +68,9 @@ COLUMNS = (
 def run_one(config_file: str, extra: list[str], seed: int, output_dir: str, opts: list[str]):
     """Train ``config_file`` with ``SEED`` = ``seed`` (the trainer evaluates at the end);
     returns the metrics, the iterations and times, and the results file."""
-    overrides = ["SEED", str(seed), *extra, *opts, "OUTPUT_DIR", output_dir]
-    cfg = load_config(config_file, overrides, add_maskguided_config)
-    cfg.TEST.EVAL_PERIOD = 0
-    cfg.DATASETS.TEST = (TEST,)
-    cfg = resolve_schedule(cfg)
-    cfg.freeze()
-    os.makedirs(output_dir, exist_ok=True)
-    seed_all_rng(seed)
-    trainer = PersonSearchTrainer(cfg)
-    trainer.resume_or_load(resume=False)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    overrides = [*extra, *opts, "DATASETS.TEST", str((TEST,))]
+    cfg = seeded_config(config_file, seed, output_dir, overrides, add_maskguided_config)
+    trainer, seconds = train_from_scratch(cfg, PersonSearchTrainer)
     results = getattr(trainer, "_last_eval_results", None)  # Detectron2's end-of-training eval
     if not results:
         raise RuntimeError(f"{config_file}: the trainer returned no evaluation results")
@@ -96,18 +83,13 @@ def run_one(config_file: str, extra: list[str], seed: int, output_dir: str, opts
     }
 
 
-def _mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{statistics.mean(values):.1f} ± {spread:.1f}"
-
-
 def markdown(runs: dict[str, list[dict]], seeds: list[int], summary: dict) -> str:
     first = next(iter(runs.values()))[0]
     head = ["model", "iterations x images"] + [label for label, _, _ in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * len(COLUMNS)]
     for model, model_runs in runs.items():
         cells = [model, f"{first['iterations']} x {first['images_per_batch']}"]
-        cells += [_mean_std([r["metrics"][f"{g}/{m}"] for r in model_runs]) for _, g, m in COLUMNS]
+        cells += [mean_std([r["metrics"][f"{g}/{m}"] for r in model_runs]) for _, g, m in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return (
         f"Seeds {seeds} (mean ± sample std). Toy CUHK-SYSU: {summary['train_images']} training "

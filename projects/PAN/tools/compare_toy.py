@@ -21,20 +21,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import statistics
-import time
 
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
 # isort: split
 import torch
 from detectron2.data import DatasetCatalog
-from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from pan import add_pan_config
 from person_search.data.datasets.reid import ReIDDatasetSpec, register_reid_dataset
-from person_search.engine import ReIDTrainer, load_config, resolve_schedule
+from person_search.engine import ReIDTrainer, mean_std, seeded_config, train_from_scratch
 from person_search.engine.demo import ensure_toy_dataset, write_report
 
 _REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
@@ -79,40 +76,20 @@ def prepare_data(data_root: str) -> dict:
 
 def run_one(config_file: str, seed: int, output_dir: str, opts: list[str]) -> dict:
     """Train ``config_file`` with ``SEED`` = ``seed``; metrics on each test set and the time."""
-    cfg = load_config(
+    cfg = seeded_config(
         config_file,
-        [
-            "SEED",
-            str(seed),
-            *opts,
-            "OUTPUT_DIR",
-            output_dir,
-            "DATASETS.TEST",
-            str(tuple(TEST_SETS)),
-        ],
+        seed,
+        output_dir,
+        [*opts, "DATASETS.TEST", str(tuple(TEST_SETS))],
         add_pan_config,
     )
-    cfg.TEST.EVAL_PERIOD = 0
-    cfg = resolve_schedule(cfg)
-    cfg.freeze()
-    os.makedirs(output_dir, exist_ok=True)
-    seed_all_rng(seed)
-    trainer = ReIDTrainer(cfg)
-    trainer.resume_or_load(resume=False)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    trainer, seconds = train_from_scratch(cfg, ReIDTrainer)
     results = ReIDTrainer.test(cfg, trainer.model)
     return {
         "iterations": cfg.SOLVER.MAX_ITER,
         "train_seconds": round(seconds, 1),
         **{name: {k: float(results[name]["reid"][k]) for k in _METRICS} for name in TEST_SETS},
     }
-
-
-def _mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{statistics.mean(values):.1f} ± {spread:.1f}"
 
 
 def markdown(runs: dict[str, list[dict]], seeds: list[int], summaries: dict) -> str:
@@ -124,7 +101,7 @@ def markdown(runs: dict[str, list[dict]], seeds: list[int], summaries: dict) -> 
     for model, model_runs in runs.items():
         cells = [model, str(model_runs[0]["iterations"])]
         cells += [
-            _mean_std([r[name][m] for r in model_runs]) for name in TEST_SETS for m in _METRICS
+            mean_std([r[name][m] for r in model_runs]) for name in TEST_SETS for m in _METRICS
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return (
