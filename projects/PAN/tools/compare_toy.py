@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides for both models")
     args = parser.parse_args(argv)
+    args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts  # "--seeds 0 1 -- KEY V"
     if args.threads:
         torch.set_num_threads(args.threads)
     output = os.path.abspath(args.output)
