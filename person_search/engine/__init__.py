@@ -15,7 +15,13 @@ from .defaults import (
 )
 from .optimizer import build_optimizer
 from .schedule import count_training_images, resolve_schedule
-from .seeded_runs import mean_std, seeded_config, train_from_scratch
+from .seeded_runs import (
+    comparison_argument_parser,
+    mean_std,
+    parse_comparison_args,
+    seeded_config,
+    train_from_scratch,
+)
 from .trainer import Trainer, data_stream_config
 from .trainers import TASKS, PersonSearchTrainer, ReIDTrainer, get_trainer_class
 
@@ -28,6 +34,7 @@ __all__ = [
     "Trainer",
     "UntrustedCheckpointError",
     "build_optimizer",
+    "comparison_argument_parser",
     "count_training_images",
     "data_stream_config",
     "default_argument_parser",
@@ -38,6 +45,7 @@ __all__ = [
     "load_config",
     "main",
     "mean_std",
+    "parse_comparison_args",
     "resolve_schedule",
     "seeded_config",
     "setup",

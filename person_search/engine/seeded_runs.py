@@ -4,11 +4,13 @@ a README table. The runs are the library's training, with the seed as the only c
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
 
+import torch
 from detectron2.config import CfgNode
 from detectron2.utils.env import seed_all_rng
 
@@ -17,7 +19,13 @@ from .schedule import resolve_schedule
 from .trainer import Trainer
 from .trainers import get_trainer_class
 
-__all__ = ["mean_std", "seeded_config", "train_from_scratch"]
+__all__ = [
+    "comparison_argument_parser",
+    "mean_std",
+    "parse_comparison_args",
+    "seeded_config",
+    "train_from_scratch",
+]
 
 
 def seeded_config(
@@ -62,3 +70,30 @@ def mean_std(values: Sequence[float]) -> str:
     undefined: ``nan``)."""
     spread = statistics.stdev(values) if len(values) > 1 else float("nan")
     return f"{statistics.mean(values):.1f} ± {spread:.1f}"
+
+
+def comparison_argument_parser(description: str, default_output: str) -> argparse.ArgumentParser:
+    """The command line of a toy comparison: ``--output``, ``--seeds`` (default 0 1 2),
+    ``--threads`` (0: torch's default) and trailing ``KEY VALUE`` overrides for every model
+    (after ``--`` when an option with several values precedes them). A script adds its own
+    options (e.g. ``--models``) and parses with :func:`parse_comparison_args`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--output", default=default_output, help="output folder")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every model (after --)"
+    )
+    return parser
+
+
+def parse_comparison_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None = None
+) -> argparse.Namespace:
+    """Parse ``argv``; a leading ``--`` of the overrides is the separator, not an override;
+    ``--threads`` is applied to torch."""
+    args = parser.parse_args(argv)
+    args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args

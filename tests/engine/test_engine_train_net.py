@@ -27,10 +27,12 @@ from person_search.config import get_cfg
 from person_search.engine import (
     PersonSearchTrainer,
     build_optimizer,
+    comparison_argument_parser,
     count_training_images,
     launch_main,
     load_config,
     mean_std,
+    parse_comparison_args,
     resolve_schedule,
     seeded_config,
     setup,
@@ -297,3 +299,14 @@ def test_seeded_config_and_mean_std(tmp_path):
     assert cfg.TEST.EVAL_PERIOD == 0 and cfg.is_frozen()
     assert mean_std([1.0, 2.0, 6.0]) == "3.0 ± 2.6"  # sample std: sqrt(7)
     assert mean_std([4.25]) == "4.2 ± nan"
+
+
+def test_comparison_command_line():
+    """The toy comparisons' shared command line: defaults, a script's own option, and a
+    leading "--" of the overrides taken as the separator."""
+    parser = comparison_argument_parser("toy rows", "output/x_toy")
+    parser.add_argument("--models", nargs="+", default=["a"])
+    args = parse_comparison_args(parser, ["--models", "a", "b", "--", "SOLVER.MAX_ITER", "2"])
+    assert args.models == ["a", "b"] and args.opts == ["SOLVER.MAX_ITER", "2"]
+    assert args.output == "output/x_toy" and args.seeds == [0, 1, 2] and args.threads == 0
+    assert parse_comparison_args(parser, ["--seeds", "4"]).opts == []

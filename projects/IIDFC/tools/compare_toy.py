@@ -17,17 +17,22 @@ values. Every toy config shares the toy HOIM's schedule, sizes and data (checked
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
 # isort: split
-import torch
 from detectron2.utils.logger import setup_logger
 
 from iidfc import add_iidfc_config
-from person_search.engine import PersonSearchTrainer, mean_std, seeded_config, train_from_scratch
+from person_search.engine import (
+    PersonSearchTrainer,
+    comparison_argument_parser,
+    mean_std,
+    parse_comparison_args,
+    seeded_config,
+    train_from_scratch,
+)
 from person_search.engine.demo import ensure_toy_dataset, write_report
 
 _REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
@@ -107,19 +112,11 @@ def markdown(runs: dict[str, list[dict]], seeds: list[int], dataset: dict) -> st
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="output/iidfc_toy", help="output folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser = comparison_argument_parser(__doc__.splitlines()[0], "output/iidfc_toy")
     parser.add_argument(
         "--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS), help="rows to train"
     )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides for every model")
-    args = parser.parse_args(argv)
-    if args.opts[:1] == ["--"]:  # "--models a b -- KEY VALUE": the separator is not an override
-        args.opts = args.opts[1:]
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_comparison_args(parser, argv)
     output = os.path.abspath(args.output)
     data_root = os.path.join(output, "data")
     os.environ["DETECTRON2_DATASETS"] = data_root

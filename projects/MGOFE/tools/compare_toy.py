@@ -22,19 +22,24 @@ occluded-query curves of every evaluated model (error bars: standard deviation).
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
 # isort: split
 import numpy as np
-import torch
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
 from mgofe import add_mgofe_config
-from person_search.engine import PersonSearchTrainer, mean_std, seeded_config, train_from_scratch
+from person_search.engine import (
+    PersonSearchTrainer,
+    comparison_argument_parser,
+    mean_std,
+    parse_comparison_args,
+    seeded_config,
+    train_from_scratch,
+)
 from person_search.engine.demo import ensure_toy_dataset, write_report
 from person_search.evaluation.occluded_queries import (
     OccludedQueryCurve,
@@ -198,9 +203,7 @@ def plot(runs: dict[str, list[dict]], path: str, variant: str, num_queries: int)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="output/mgofe_toy", help="output folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser = comparison_argument_parser(__doc__.splitlines()[0], "output/mgofe_toy")
     parser.add_argument(
         "--models",
         nargs="+",
@@ -208,14 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
         choices=sorted(MODELS),
         help="models to train (default: the baseline and MGOFE)",
     )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument(
-        "opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every model (after --)"
-    )
-    args = parser.parse_args(argv)
-    args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_comparison_args(parser, argv)
     output = os.path.abspath(args.output)
     data_root = os.path.join(output, "data")
     os.makedirs(output, exist_ok=True)

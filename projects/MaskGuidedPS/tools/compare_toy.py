@@ -25,17 +25,22 @@ seed's three models, ``OUTPUT/gallery_curve.png`` (the library's
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
 # isort: split
-import torch
 from detectron2.utils.logger import setup_logger
 
 from maskguided import add_maskguided_config
-from person_search.engine import PersonSearchTrainer, mean_std, seeded_config, train_from_scratch
+from person_search.engine import (
+    PersonSearchTrainer,
+    comparison_argument_parser,
+    mean_std,
+    parse_comparison_args,
+    seeded_config,
+    train_from_scratch,
+)
 from person_search.engine.demo import ensure_toy_dataset, write_report
 from person_search.evaluation.gallery_curve import gallery_size_curve
 from person_search.evaluation.saved_results import load_search_results, resolve_cbgm
@@ -101,15 +106,8 @@ def markdown(runs: dict[str, list[dict]], seeds: list[int], summary: dict) -> st
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="output/maskguided_toy", help="output folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides for every model")
-    args = parser.parse_args(argv)
-    args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    parser = comparison_argument_parser(__doc__.splitlines()[0], "output/maskguided_toy")
+    args = parse_comparison_args(parser, argv)
     output = os.path.abspath(args.output)
     data_root = os.path.join(output, "data")
     os.makedirs(output, exist_ok=True)

@@ -18,20 +18,25 @@ deviation over the seeds, and the per-seed values.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 
 import person_search  # noqa: F401  (compat layer first: registers datasets, models, evaluators)
 
 # isort: split
-import torch
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 
 from pan import add_pan_config
 from person_search.data.datasets.reid import ReIDDatasetSpec, register_reid_dataset
-from person_search.engine import ReIDTrainer, mean_std, seeded_config, train_from_scratch
+from person_search.engine import (
+    ReIDTrainer,
+    comparison_argument_parser,
+    mean_std,
+    parse_comparison_args,
+    seeded_config,
+    train_from_scratch,
+)
 from person_search.engine.demo import ensure_toy_dataset, write_report
 
 _REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
@@ -112,15 +117,8 @@ def markdown(runs: dict[str, list[dict]], seeds: list[int], summaries: dict) -> 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="output/pan_toy", help="output folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides for both models")
-    args = parser.parse_args(argv)
-    args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts  # "--seeds 0 1 -- KEY V"
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    parser = comparison_argument_parser(__doc__.splitlines()[0], "output/pan_toy")
+    args = parse_comparison_args(parser, argv)
     output = os.path.abspath(args.output)
     data_root = os.path.join(output, "data")
     os.environ["DETECTRON2_DATASETS"] = data_root
